@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, PrivateAttr
 
 from isthmus.model.base import LenientModel, Model, Str
+from isthmus.refs import ResourceRef
 
 
 class ObjectMeta(Model):
@@ -33,28 +33,6 @@ class ObjectMeta(Model):
 class LabelSelector(Model):
     match_labels: dict[str, Str] = Field(default_factory=dict)
     match_expressions: list[LenientModel] = Field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class ResourceRef:
-    """Which resource something came from: ``Kind namespace/name`` plus file and line."""
-
-    kind: str
-    namespace: str
-    name: str
-    file: str = ""
-    line: int = 0
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
-
-    @property
-    def location(self) -> str:
-        return f"{self.file}:{self.line}" if self.file else ""
 
 
 class KubeObject(Model):
