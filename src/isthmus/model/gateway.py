@@ -11,13 +11,26 @@ from isthmus.model.base import Model, PortNumber, Str, enum_of
 Protocol = Annotated[
     Literal["HTTP", "HTTPS", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "TLS", "MONGO", "REDIS", "MYSQL"],
     enum_of(
-        "HTTP", "HTTPS", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "TLS", "MONGO", "REDIS", "MYSQL",
+        "HTTP",
+        "HTTPS",
+        "HTTP2",
+        "GRPC",
+        "GRPC-WEB",
+        "TCP",
+        "TLS",
+        "MONGO",
+        "REDIS",
+        "MYSQL",
         upper=True,
     ),
 ]
 ServerTLSMode = Annotated[
-    Literal["PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"],
-    enum_of("PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"),
+    Literal[
+        "PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"
+    ],
+    enum_of(
+        "PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"
+    ),
 ]
 TLSProtocolVersion = Annotated[
     Literal["TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"],
@@ -68,4 +81,3 @@ class Server(Model):
 class GatewaySpec(Model):
     servers: list[Server] = Field(default_factory=list)
     selector: dict[str, Str] | None = None
-

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from isthmus.model.meta import KubeObject
 from isthmus.model.base import (
     IntOrString,
     LenientModel,
@@ -18,13 +17,12 @@ from isthmus.model.base import (
     enum_of,
     fail,
 )
+from isthmus.model.meta import KubeObject
 
 
 class ServicePort(Model):
     name: Str = ""
-    protocol: Annotated[
-        Literal["TCP", "UDP", "SCTP"], enum_of("TCP", "UDP", "SCTP")
-    ] = "TCP"
+    protocol: Annotated[Literal["TCP", "UDP", "SCTP"], enum_of("TCP", "UDP", "SCTP")] = "TCP"
     app_protocol: Str | None = None
     port: PortNumber
     target_port: IntOrString | None = None

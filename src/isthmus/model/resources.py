@@ -66,16 +66,36 @@ KINDS: dict[str, tuple[type[KubeObject], frozenset[str]]] = {
 # Kinds found in files copied from the Istio docs: they load, and a gateway has no use for them.
 IGNORED_KINDS = frozenset(
     {
-        "Deployment", "Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
-        "ClusterRoleBinding", "IstioOperator", "ConfigMap", "DaemonSet", "StatefulSet",
-        "ReplicaSet", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job", "CronJob",
+        "Deployment",
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "IstioOperator",
+        "ConfigMap",
+        "DaemonSet",
+        "StatefulSet",
+        "ReplicaSet",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Job",
+        "CronJob",
     }
 )
 # Istio kinds that configure sidecars or security, not what a gateway routes.
 UNSUPPORTED_ISTIO_KINDS = frozenset(
     {
-        "Sidecar", "EnvoyFilter", "PeerAuthentication", "AuthorizationPolicy",
-        "RequestAuthentication", "Telemetry", "ProxyConfig", "WasmPlugin", "WorkloadGroup",
+        "Sidecar",
+        "EnvoyFilter",
+        "PeerAuthentication",
+        "AuthorizationPolicy",
+        "RequestAuthentication",
+        "Telemetry",
+        "ProxyConfig",
+        "WasmPlugin",
+        "WorkloadGroup",
     }
 )
 
@@ -177,7 +197,9 @@ def parse_documents(
                 earlier = seen[key]
                 result.notes.append(
                     Note(
-                        "warning", obj.ref.file, obj.ref.line,
+                        "warning",
+                        obj.ref.file,
+                        obj.ref.line,
                         f"{obj.ref} is defined again (first at {earlier.ref.location}); "
                         "the later definition is used, as kubectl apply would",
                     )
@@ -234,7 +256,9 @@ def _parse_one(
         listed = ", ".join(sorted(versions))
         result.errors.append(
             ConfigError(
-                doc.file, doc.line_of((*prefix, "apiVersion")), ref,
+                doc.file,
+                doc.line_of((*prefix, "apiVersion")),
+                ref,
                 format_path((*prefix, "apiVersion")),
                 f'expected one of {listed}; got "{api_version}"',
             )
@@ -242,8 +266,13 @@ def _parse_one(
         return None
     if not name:
         result.errors.append(
-            ConfigError(doc.file, line, ref, format_path((*prefix, "metadata", "name")),
-                        "missing required field")
+            ConfigError(
+                doc.file,
+                line,
+                ref,
+                format_path((*prefix, "metadata", "name")),
+                "missing required field",
+            )
         )
         return None
     try:

@@ -83,7 +83,9 @@ def read_documents(file: str, text: str) -> tuple[list[Document], list[ConfigErr
         try:
             value = builder.build(node, (), lines)
         except yaml.YAMLError as exc:
-            return docs, [ConfigError(file, node.start_mark.line + 1, None, "", f"invalid YAML: {exc}")]
+            return docs, [
+                ConfigError(file, node.start_mark.line + 1, None, "", f"invalid YAML: {exc}")
+            ]
         if value is None:
             continue
         docs.append(Document(file, index, node.start_mark.line + 1, value, lines))
@@ -138,7 +140,11 @@ class _Builder:
 
 def iter_items(value: Any) -> Iterator[tuple[int | None, Any]]:
     """The items of a ``kind: List`` document, or the document itself."""
-    if isinstance(value, dict) and value.get("kind") == "List" and isinstance(value.get("items"), list):
+    if (
+        isinstance(value, dict)
+        and value.get("kind") == "List"
+        and isinstance(value.get("items"), list)
+    ):
         for i, item in enumerate(value["items"]):
             yield i, item
     else:

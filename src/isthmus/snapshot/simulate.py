@@ -122,14 +122,19 @@ def simulate(snapshot: Snapshot, call: Call) -> Result:
         ports = ", ".join(str(lst.port) for lst in snapshot.listeners) or "none"
         return fail("listener", f"no listener on port {call.port} (listening: {ports})")
     steps.append(
-        Step("listener", listener.name, listener.origins,
-             f"{listener.protocol} gateway port {listener.gateway_port}")
+        Step(
+            "listener",
+            listener.name,
+            listener.origins,
+            f"{listener.protocol} gateway port {listener.gateway_port}",
+        )
     )
     chain = select_filter_chain(listener, call.tls, call.sni)
     if chain is None:
         want = f"TLS with SNI {call.sni!r}" if call.tls else "plain text"
-        return fail("filter_chain", f"no filter chain of {listener.name} accepts {want}",
-                    listener=listener)
+        return fail(
+            "filter_chain", f"no filter chain of {listener.name} accepts {want}", listener=listener
+        )
     sni_detail = ",".join(chain.server_names) or "any SNI"
     tls_detail = f"terminate TLS ({chain.tls.mode})" if chain.tls else chain.transport
     steps.append(Step("filter_chain", chain.name, chain.origins, f"{tls_detail}, {sni_detail}"))
@@ -147,12 +152,18 @@ def _simulate_tcp(
     proxy: TcpProxy,
     steps: list[Step],
 ) -> Result:
-    route = select_tcp_route(proxy, listener.gateway_port, call.source_ip, call.destination_ip,
-                             call.sni)
+    route = select_tcp_route(
+        proxy, listener.gateway_port, call.source_ip, call.destination_ip, call.sni
+    )
     if route is None:
-        return Result(tuple(steps), "no_match", "route",
-                      f"no TCP/TLS route of {chain.name} matches; the connection is closed (NR)",
-                      listener, chain)
+        return Result(
+            tuple(steps),
+            "no_match",
+            "route",
+            f"no TCP/TLS route of {chain.name} matches; the connection is closed (NR)",
+            listener,
+            chain,
+        )
     steps.append(Step("route", route.field_path, (route.origin,), route.match.describe()))
     return _destinations(snapshot, steps, listener, chain, None, route, route.clusters)
 
@@ -170,10 +181,15 @@ def _simulate_http(
     vhost = config.find_virtual_host(authority)
     if vhost is None:
         domains = sorted({d for v in config.virtual_hosts for d in v.domains})
-        return Result(tuple(steps), "no_match", "virtual_host",
-                      f"no virtual host of route {config.name} serves host {authority!r} "
-                      f"(domains: {', '.join(domains) or 'none'}): 404 NR",
-                      listener, chain)
+        return Result(
+            tuple(steps),
+            "no_match",
+            "virtual_host",
+            f"no virtual host of route {config.name} serves host {authority!r} "
+            f"(domains: {', '.join(domains) or 'none'}): 404 NR",
+            listener,
+            chain,
+        )
     steps.append(Step("virtual_host", vhost.name, vhost.origins, f"route {config.name}"))
     if (chain.https_redirect or vhost.require_tls) and not call.tls:
         steps.append(Step("route", "https_redirect", vhost.origins, "301 to https"))
@@ -192,19 +208,34 @@ def _simulate_http(
     )
     route = select_route(vhost, request)
     if route is None:
-        return Result(tuple(steps), "no_match", "route",
-                      f"no route of virtual host {vhost.name} matches "
-                      f"{call.method} {call.path}: 404 NR",
-                      listener, chain, vhost)
-    steps.append(Step("route", route.name, (route.origin,),
-                      f"{route.field_path}: {route.match.describe()}"))
+        return Result(
+            tuple(steps),
+            "no_match",
+            "route",
+            f"no route of virtual host {vhost.name} matches {call.method} {call.path}: 404 NR",
+            listener,
+            chain,
+            vhost,
+        )
+    steps.append(
+        Step("route", route.name, (route.origin,), f"{route.field_path}: {route.match.describe()}")
+    )
     action = route.action
     if isinstance(action, RedirectAction):
-        return Result(tuple(steps), "redirect", None, f"redirect {action.code}",
-                      listener, chain, vhost, route)
+        return Result(
+            tuple(steps), "redirect", None, f"redirect {action.code}", listener, chain, vhost, route
+        )
     if isinstance(action, DirectResponseAction):
-        return Result(tuple(steps), "direct_response", None, f"direct response {action.status}",
-                      listener, chain, vhost, route)
+        return Result(
+            tuple(steps),
+            "direct_response",
+            None,
+            f"direct response {action.status}",
+            listener,
+            chain,
+            vhost,
+            route,
+        )
     assert isinstance(action, ForwardAction)
     return _destinations(snapshot, steps, listener, chain, vhost, route, action.clusters)
 
@@ -222,17 +253,46 @@ def _destinations(
     for dest in destinations:
         cluster = snapshot.clusters.get(dest.cluster)
         if cluster is None:
-            return Result(tuple(steps), "no_match", "cluster",
-                          f"cluster {dest.cluster} does not exist (500 NC)",
-                          listener, chain, vhost, route, destinations)
+            return Result(
+                tuple(steps),
+                "no_match",
+                "cluster",
+                f"cluster {dest.cluster} does not exist (500 NC)",
+                listener,
+                chain,
+                vhost,
+                route,
+                destinations,
+            )
         origins = tuple(o for o in (cluster.service_origin, cluster.policy_origin) if o)
-        steps.append(Step("cluster", cluster.name, origins,
-                          f"weight {dest.weight} ({dest.share:.0%}), {cluster.type}, "
-                          f"lb {cluster.load_balancer.simple}"))
+        steps.append(
+            Step(
+                "cluster",
+                cluster.name,
+                origins,
+                f"weight {dest.weight} ({dest.share:.0%}), {cluster.type}, "
+                f"lb {cluster.load_balancer.simple}",
+            )
+        )
         eps = ", ".join(e.key for e in cluster.endpoints) or "none"
-        steps.append(Step("endpoints", cluster.name,
-                          tuple(dict.fromkeys(e.origin for e in cluster.endpoints if e.origin)),
-                          eps))
+        steps.append(
+            Step(
+                "endpoints",
+                cluster.name,
+                tuple(dict.fromkeys(e.origin for e in cluster.endpoints if e.origin)),
+                eps,
+            )
+        )
         clusters.append(cluster)
-    return Result(tuple(steps), "routed", None, "", listener, chain, vhost, route,
-                  destinations, tuple(clusters))
+    return Result(
+        tuple(steps),
+        "routed",
+        None,
+        "",
+        listener,
+        chain,
+        vhost,
+        route,
+        destinations,
+        tuple(clusters),
+    )

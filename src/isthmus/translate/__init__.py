@@ -1,0 +1,52 @@
+"""``translate(resources, identity)``: a pure function from resources to a routing snapshot.
+
+No I/O, no clock, no logging: problems come back as diagnostics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from isthmus.model import ResourceSet
+from isthmus.snapshot.types import Snapshot
+from isthmus.translate.clusters import ClusterBuilder
+from isthmus.translate.diagnostics import Diagnostic
+from isthmus.translate.gateways import gateway_services, place_servers, selected_gateways
+from isthmus.translate.identity import GatewayIdentity
+from isthmus.translate.listeners import ListenerBuilder
+from isthmus.translate.registry import Registry
+from isthmus.translate.routes import RouteBuilder
+
+__all__ = ["Diagnostic", "GatewayIdentity", "translate"]
+
+
+def translate(
+    resources: ResourceSet, identity: GatewayIdentity | None = None, version: str | None = None
+) -> tuple[Snapshot, list[Diagnostic]]:
+    identity = identity or GatewayIdentity()
+    registry = Registry.build(resources)
+    clusters = ClusterBuilder(registry, identity.namespace)
+    routes = RouteBuilder(resources, clusters)
+    gateways = selected_gateways(resources, identity)
+    groups, diagnostics = place_servers(gateways, gateway_services(resources, identity), identity)
+    listeners = ListenerBuilder(resources, identity, routes)
+    built = tuple(listeners.build(group) for group in groups)
+    for extra in (listeners.diagnostics, routes.diagnostics, clusters.diagnostics):
+        for diag in extra:
+            if diag not in diagnostics:
+                diagnostics.append(diag)
+    snapshot = Snapshot(
+        version=version or _fingerprint(resources),
+        listeners=built,
+        clusters=dict(clusters.clusters),
+        gateways=tuple(g.ref for g in gateways),
+    )
+    return snapshot, diagnostics
+
+
+def _fingerprint(resources: ResourceSet) -> str:
+    """A content hash of the inputs: the same config always gets the same version."""
+    digest = hashlib.sha256()
+    for obj in resources.all():
+        digest.update(obj.model_dump_json(by_alias=True).encode())
+    return digest.hexdigest()[:12]
