@@ -45,11 +45,29 @@ class KubeObject(Model):
 
     _ref: ResourceRef | None = PrivateAttr(default=None)
     _order: int = PrivateAttr(default=0)
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
 
-    def bind_source(self, namespace: str, file: str, line: int, order: int) -> None:
-        """Record where this object came from; called once by the loader."""
+    def bind_source(
+        self, namespace: str, file: str, line: int, order: int, lines: dict[str, int] | None = None
+    ) -> None:
+        """Record where this object came from; called once by the loader.
+
+        ``lines`` maps field paths (``spec.tcp[0].route``) to their line in ``file``.
+        """
         self._ref = ResourceRef(self.kind, namespace, self.metadata.name, file, line)
         self._order = order
+        self._lines = lines or {}
+
+    def line_of(self, field_path: str) -> int:
+        """The line of ``field_path`` or of its nearest enclosing field that has one."""
+        path = field_path
+        while path:
+            found = self._lines.get(path)
+            if found is not None:
+                return found
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return self.ref.line
 
     @property
     def ref(self) -> ResourceRef:

@@ -286,7 +286,12 @@ def _parse_one(
                 ConfigError(doc.file, doc.line_of(path), ref, format_path(path), message)
             )
         return None
-    obj.bind_source(namespace, doc.file, line, order)
+    lines = {
+        format_path(path[len(prefix) :]): n
+        for path, n in doc.lines.items()
+        if path[: len(prefix)] == prefix
+    }
+    obj.bind_source(namespace, doc.file, line, order, lines)
     return obj
 
 

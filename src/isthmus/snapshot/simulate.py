@@ -274,7 +274,9 @@ def _destinations(
                 f"lb {cluster.load_balancer.simple}",
             )
         )
-        eps = ", ".join(e.key for e in cluster.endpoints) or "none"
+        eps = ", ".join(e.key for e in cluster.endpoints) or (
+            "none: no healthy upstream (HTTP 503 UH; TCP connection closed)"
+        )
         steps.append(
             Step(
                 "endpoints",

@@ -18,9 +18,12 @@ def vs_hosts(vs: VirtualService) -> list[str]:
     return [fqdn(h, vs.namespace) for h in vs.spec.hosts]
 
 
-def match_applies(match_gateways: list[str], vs: VirtualService, gateway_key: str) -> bool:
-    """Per-match ``gateways`` narrow a rule; empty inherits the VirtualService's."""
-    if not match_gateways:
+def match_applies(match_gateways: list[str], vs: VirtualService, gateway_key: str | None) -> bool:
+    """Per-match ``gateways`` narrow a rule; empty inherits the VirtualService's.
+
+    ``gateway_key`` None (analysis of every rule) lets every match apply.
+    """
+    if not match_gateways or gateway_key is None:
         return True
     return gateway_key in (resolve_gateway_ref(g, vs.namespace) for g in match_gateways)
 

@@ -37,11 +37,19 @@ class Diagnostic:
     field_path: str
     message: str
     invalid: bool = False
+    line: int = 0
+
+    @property
+    def location(self) -> str:
+        """``file:line`` of the field when known, else of the resource."""
+        if self.ref is None or not self.ref.file:
+            return ""
+        return f"{self.ref.file}:{self.line or self.ref.line}"
 
     def __str__(self) -> str:
         where = ""
         if self.ref is not None:
-            loc = f" {self.ref.location}" if self.ref.location else ""
+            loc = f" {self.location}" if self.location else ""
             where = f" ({self.ref}{loc})"
         return f"{self.level} [{self.code}]{where} {self.message}"
 
@@ -50,7 +58,7 @@ class Diagnostic:
             "code": self.code,
             "level": self.level,
             "resource": str(self.ref) if self.ref else None,
-            "origin": self.ref.location if self.ref else None,
+            "origin": self.location or None,
             "field": self.field_path,
             "message": self.message,
         }

@@ -62,7 +62,7 @@ class RouteBuilder:
 
     # --- HTTP --------------------------------------------------------------------------------
 
-    def http_routes(self, vs: VirtualService, gateway_key: str) -> list[Route]:
+    def http_routes(self, vs: VirtualService, gateway_key: str | None) -> list[Route]:
         routes: list[Route] = []
         for i, rule in enumerate(vs.spec.http):
             path = f"spec.http[{i}]"
@@ -77,7 +77,7 @@ class RouteBuilder:
         vs: VirtualService,
         rule: HTTPRoute,
         path: str,
-        gateway_key: str,
+        gateway_key: str | None,
         origin: ResourceRef,
         outer: Sequence[HTTPMatchRequest],
     ) -> list[Route]:
@@ -103,7 +103,7 @@ class RouteBuilder:
         return routes
 
     def _delegated(
-        self, root: VirtualService, rule: HTTPRoute, path: str, gateway_key: str
+        self, root: VirtualService, rule: HTTPRoute, path: str, gateway_key: str | None
     ) -> list[Route]:
         assert rule.delegate is not None
         ns = rule.delegate.namespace or root.namespace
@@ -378,7 +378,7 @@ class RouteBuilder:
 
     # --- TCP and TLS -------------------------------------------------------------------------
 
-    def tcp_routes(self, vs: VirtualService, gateway_key: str, gateway_port: int) -> list[TcpRoute]:
+    def tcp_routes(self, vs: VirtualService, gateway_key: str | None, gateway_port: int | None) -> list[TcpRoute]:
         out: list[TcpRoute] = []
         for i, rule in enumerate(vs.spec.tcp):
             path = f"spec.tcp[{i}]"
@@ -386,7 +386,7 @@ class RouteBuilder:
                 (f"{path}.match[{j}]", m)
                 for j, m in enumerate(rule.match)
                 if match_applies(m.gateways, vs, gateway_key)
-                and (m.port is None or m.port == gateway_port)
+                and (m.port is None or gateway_port is None or m.port == gateway_port)
             ]
             if rule.match and not entries:
                 continue
@@ -415,7 +415,7 @@ class RouteBuilder:
                 mpath = f"{path}.match[{j}]"
                 if not match_applies(m.gateways, vs, gateway_key):
                     continue
-                if m.port is not None and m.port != gateway_port:
+                if m.port is not None and gateway_port is not None and m.port != gateway_port:
                     continue
                 snis = [
                     narrower(s.lower(), h)

@@ -1,0 +1,1 @@
+"""The ``isthmus`` command line: the only place that wires the layers together."""

@@ -1,0 +1,33 @@
+"""Entry point: parse arguments and call the subcommand's ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from isthmus import __version__
+from isthmus.cli import analyze, explain
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="isthmus",
+        description="An Istio-compatible gateway: Istio networking YAML in, traffic out.",
+    )
+    parser.add_argument("--version", action="version", version=f"isthmus {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    analyze.register(sub)
+    explain.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
