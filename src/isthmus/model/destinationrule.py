@@ -101,7 +101,7 @@ class OutlierDetection(Model):
     split_external_local_origin_errors: bool | None = None
     consecutive_local_origin_failures: NonNegInt | None = None
     consecutive_gateway_errors: NonNegInt | None = None
-    consecutive_5xx_errors: NonNegInt | None = None
+    consecutive_5xx_errors: NonNegInt | None = Field(default=None, alias="consecutive5xxErrors")
     consecutive_errors: NonNegInt | None = None
     interval: Duration | None = None
     base_ejection_time: Duration | None = None
