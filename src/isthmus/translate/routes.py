@@ -84,23 +84,20 @@ class RouteBuilder:
         matches = [m for m in rule.match if match_applies(m.gateways, vs, gateway_key)]
         if rule.match and not matches:
             return []
-        action = self._action(vs, rule, path, origin)
-        if action is None:
-            return []
         pairs: list[tuple[str, HTTPMatchRequest | None]] = [
             (f"{path}.match[{j}]", m) for j, m in enumerate(rule.match) if m in matches
         ] or [(path, None)]
-        routes: list[Route] = []
+        compiled: list[tuple[str, str, RouteMatch]] = []
         for match_path, match in pairs:
             combined = [m for m in (*outer, match) if m is not None]
-            compiled = self._compile_match(combined, origin, match_path)
-            if compiled is None:
-                continue
-            name = ".".join(n for n in (rule.name, match.name if match else None) if n)
-            routes.append(
-                Route(name or f"{vs.name}.{match_path}", compiled, action, origin, match_path)
-            )
-        return routes
+            route_match = self._compile_match(combined, origin, match_path)
+            if route_match is not None:
+                name = ".".join(n for n in (rule.name, match.name if match else None) if n)
+                compiled.append((name or f"{vs.name}.{match_path}", match_path, route_match))
+        action = self._action(vs, rule, path, origin)
+        if action is None:
+            return []
+        return [Route(name, rm, action, origin, mp) for name, mp, rm in compiled]
 
     def _delegated(
         self, root: VirtualService, rule: HTTPRoute, path: str, gateway_key: str | None
