@@ -6,7 +6,6 @@ import pytest
 
 from isthmus.analyze import analyze
 from isthmus.translate.identity import GatewayIdentity
-
 from tests.translate.util import gateway, http_vs, resources, service, workload
 
 BACKEND = service("productpage") + workload("pp", "127.0.0.1", "app: productpage")
@@ -113,16 +112,24 @@ def test_unreachable_and_shadowed_matches(
 def test_destination_port_not_a_service_port() -> None:
     rules = "- route:\n  - destination: {host: productpage, port: {number: 8080}}"
     assert findings(gateway() + http_vs(rules=rules) + BACKEND) == [
-        ("IST0101", "Error", "VirtualService default/vs",
-         "spec.http[0].route[0].destination.port.number")
+        (
+            "IST0101",
+            "Error",
+            "VirtualService default/vs",
+            "spec.http[0].route[0].destination.port.number",
+        )
     ]
 
 
 def test_destination_checked_even_when_not_bound_to_this_gateway() -> None:
     rules = "- route:\n  - destination: {host: ghost, port: {number: 80}}"
     yaml = gateway(selector="istio: other") + http_vs(rules=rules)
-    assert ("IST0101", "Error", "VirtualService default/vs",
-            "spec.http[0].route[0].destination.host") in findings(yaml)
+    assert (
+        "IST0101",
+        "Error",
+        "VirtualService default/vs",
+        "spec.http[0].route[0].destination.host",
+    ) in findings(yaml)
 
 
 def test_subset_selects_no_endpoint_and_unknown_host() -> None:
@@ -163,8 +170,12 @@ def test_all_zero_weights_and_bad_regex() -> None:
 
 
 def test_credential_secret_outside_the_workload_namespace() -> None:
-    gw = gateway(port=443, protocol="HTTPS", namespace="default",
-                 extra="    tls: {mode: SIMPLE, credentialName: cred}")
+    gw = gateway(
+        port=443,
+        protocol="HTTPS",
+        namespace="default",
+        extra="    tls: {mode: SIMPLE, credentialName: cred}",
+    )
     secret = """
 ---
 apiVersion: v1

@@ -103,9 +103,13 @@ def test_load_errors_exit_1_and_name_file_line_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "tcp.yaml"
-    bad.write_text((SEEDS / "001" / "tcp-echo.yaml").read_text().replace("weight: 20", 'weight: "20%"'))
+    bad.write_text(
+        (SEEDS / "001" / "tcp-echo.yaml").read_text().replace("weight: 20", 'weight: "20%"')
+    )
     code = main(["analyze", "-f", str(bad)])
     err = capsys.readouterr().err
     assert code == 1
-    assert (f'Error: {bad}:97: VirtualService default/tcp-echo: spec.tcp[0].route[1].weight: '
-            'expected an integer ≥ 0, got "20%"') in err
+    assert (
+        f"Error: {bad}:97: VirtualService default/tcp-echo: spec.tcp[0].route[1].weight: "
+        'expected an integer ≥ 0, got "20%"'
+    ) in err

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from isthmus.snapshot import Call
-
 from tests.translate.util import build, gateway, http_vs, route, service, workload
 
 BACKEND = service("productpage") + workload("pp", "127.0.0.1", "app: productpage")
@@ -112,8 +111,10 @@ def test_per_match_gateways_narrow_a_rule() -> None:
   - uri: {prefix: /}
   directResponse: {status: 204}
 """
-    yaml = gateway() + gateway("other", port=81) + http_vs(
-        gateways='["istio-system/gw", "istio-system/other"]', rules=rules
+    yaml = (
+        gateway()
+        + gateway("other", port=81)
+        + http_vs(gateways='["istio-system/gw", "istio-system/other"]', rules=rules)
     )
     on_gw = route(yaml + BACKEND, Call(80, host="x", path="/only-other"))
     on_other = route(yaml + BACKEND, Call(81, host="x", path="/only-other"))
@@ -122,15 +123,23 @@ def test_per_match_gateways_narrow_a_rule() -> None:
 
 
 def test_two_virtual_services_for_one_host_merge_with_catch_all_last() -> None:
-    first = http_vs("first", hosts='["shop.example.com"]', rules="""
+    first = http_vs(
+        "first",
+        hosts='["shop.example.com"]',
+        rules="""
 - route:
   - destination: {host: productpage, port: {number: 9080}}
-""")
-    second = http_vs("second", hosts='["shop.example.com"]', rules="""
+""",
+    )
+    second = http_vs(
+        "second",
+        hosts='["shop.example.com"]',
+        rules="""
 - match:
   - uri: {prefix: /api}
   directResponse: {status: 418}
-""")
+""",
+    )
     yaml = gateway() + first + second + BACKEND
     api = route(yaml, Call(80, host="shop.example.com", path="/api/x"))
     other = route(yaml, Call(80, host="shop.example.com", path="/other"))

@@ -6,7 +6,6 @@ import pytest
 
 from isthmus.snapshot import Call
 from isthmus.snapshot.types import Cluster
-
 from tests.translate.util import build, gateway, http_vs, route, service, workload
 
 
@@ -27,13 +26,16 @@ def test_cluster_name_and_workload_entry_endpoints_use_target_port() -> None:
 
 
 def test_workload_entry_ports_map_the_service_port_name() -> None:
-    yaml = service("svc", port=80, target=8080) + """
+    yaml = (
+        service("svc", port=80, target=8080)
+        + """
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: w, namespace: default}
 spec: {address: 10.0.0.1, labels: {app: svc}, ports: {http: 9999}}
 """
+    )
     assert [e.port for e in only_cluster(yaml).endpoints] == [9999]
 
 
@@ -43,7 +45,10 @@ def test_workload_entry_in_another_namespace_is_not_selected() -> None:
 
 
 def test_endpoints_resource_wins_over_selector() -> None:
-    yaml = service("svc", port=80, selector="") + workload("w", "10.0.0.1", "app: svc") + """
+    yaml = (
+        service("svc", port=80, selector="")
+        + workload("w", "10.0.0.1", "app: svc")
+        + """
 ---
 apiVersion: v1
 kind: Endpoints
@@ -52,13 +57,16 @@ subsets:
 - addresses: [{ip: 10.0.0.7}, {ip: 10.0.0.8}]
   ports: [{name: http, port: 7000}]
 """
+    )
     cluster = only_cluster(yaml)
     assert [e.key for e in cluster.endpoints] == ["10.0.0.7:7000", "10.0.0.8:7000"]
     assert [str(e.origin) for e in cluster.endpoints] == ["Endpoints default/svc"] * 2
 
 
 def test_endpoint_slice_ready_endpoints_only() -> None:
-    yaml = service("svc", port=80, selector="") + """
+    yaml = (
+        service("svc", port=80, selector="")
+        + """
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -74,6 +82,7 @@ endpoints:
 - addresses: [10.1.0.2]
   conditions: {ready: false}
 """
+    )
     assert [e.key for e in only_cluster(yaml).endpoints] == ["10.1.0.1:7001"]
 
 
@@ -125,11 +134,19 @@ spec:
 @pytest.mark.parametrize(
     ("resolution", "endpoints", "ctype", "expected"),
     [
-        ("STATIC", "[{address: 10.3.0.1}, {address: 10.3.0.2, ports: {https: 8443}}]",
-         "STATIC", [("10.3.0.1", 443, False), ("10.3.0.2", 8443, False)]),
+        (
+            "STATIC",
+            "[{address: 10.3.0.1}, {address: 10.3.0.2, ports: {https: 8443}}]",
+            "STATIC",
+            [("10.3.0.1", 443, False), ("10.3.0.2", 8443, False)],
+        ),
         ("DNS", "[]", "STRICT_DNS", [("api.example.com", 443, True)]),
-        ("DNS_ROUND_ROBIN", "[{address: lb.example.com}]", "LOGICAL_DNS",
-         [("lb.example.com", 443, True)]),
+        (
+            "DNS_ROUND_ROBIN",
+            "[{address: lb.example.com}]",
+            "LOGICAL_DNS",
+            [("lb.example.com", 443, True)],
+        ),
         ("NONE", "[]", "ORIGINAL_DST", []),
     ],
 )
@@ -212,9 +229,12 @@ def test_defaults_without_destination_rule() -> None:
 
 
 def test_destination_rule_in_gateway_namespace_wins() -> None:
-    gw_dr = DR.replace("namespace: default", "namespace: istio-system").replace(
-        "host: svc", "host: svc.default.svc.cluster.local"
-    ).replace("simple: ROUND_ROBIN", "simple: LEAST_REQUEST").replace("simple: RANDOM", "simple: LEAST_REQUEST")
+    gw_dr = (
+        DR.replace("namespace: default", "namespace: istio-system")
+        .replace("host: svc", "host: svc.default.svc.cluster.local")
+        .replace("simple: ROUND_ROBIN", "simple: LEAST_REQUEST")
+        .replace("simple: RANDOM", "simple: LEAST_REQUEST")
+    )
     gw_dr = gw_dr.replace("name: svc,", "name: svc-from-gateway-ns,")
     cluster = only_cluster(WORKLOADS + DR + gw_dr)
     assert str(cluster.policy_origin) == "DestinationRule istio-system/svc-from-gateway-ns"
@@ -241,7 +261,7 @@ spec:
 
 def test_missing_host_is_reported() -> None:
     rules = "- route:\n  - destination: {host: nowhere, port: {number: 80}}"
-    snap, diags = build(gateway() + http_vs(rules=rules))
+    _snap, diags = build(gateway() + http_vs(rules=rules))
     assert [d.message for d in diags] == [
         'Referenced host not found: "nowhere.default.svc.cluster.local"'
     ]

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from isthmus.snapshot import Call
 from isthmus.translate.identity import GatewayIdentity
-
 from tests.translate.util import build, codes, gateway, http_vs, route, service
 
-PRODUCTPAGE = service("productpage") + """
+PRODUCTPAGE = (
+    service("productpage")
+    + """
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: pp-1, namespace: default}
 spec: {address: 127.0.0.1, labels: {app: productpage}}
 """
+)
 ROUTE_ALL = """
 - route:
   - destination: {host: productpage, port: {number: 9080}}
@@ -21,8 +23,9 @@ ROUTE_ALL = """
 
 
 def test_selector_matches_labels_in_any_namespace() -> None:
-    snap, _ = build(gateway(namespace="apps") + http_vs(gateways='["apps/gw"]', rules=ROUTE_ALL)
-                    + PRODUCTPAGE)
+    snap, _ = build(
+        gateway(namespace="apps") + http_vs(gateways='["apps/gw"]', rules=ROUTE_ALL) + PRODUCTPAGE
+    )
     assert [lst.name for lst in snap.listeners] == ["0.0.0.0_80"]
     assert [str(g) for g in snap.gateways] == ["Gateway apps/gw"]
 

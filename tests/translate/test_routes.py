@@ -6,7 +6,6 @@ import pytest
 
 from isthmus.snapshot import Call
 from isthmus.snapshot.types import ForwardAction, RedirectAction
-
 from tests.translate.util import build, codes, gateway, http_vs, route, service, workload
 
 BACKENDS = (
@@ -69,11 +68,21 @@ MATCHES = """
         ("/api/v1/reviews", "POST", {}, "x", "outbound|9080|v2|reviews.default.svc.cluster.local"),
         ("/api/v1/reviews", "GET", {}, "x", None),  # AND inside one match block
         ("/api/v1/reviews/1", "POST", {}, "x", None),  # regex must match the whole path
-        ("/p?debug=1", "GET", {"end-user": "jason"}, "x",
-         "outbound|9080|v1|reviews.default.svc.cluster.local"),
+        (
+            "/p?debug=1",
+            "GET",
+            {"end-user": "jason"},
+            "x",
+            "outbound|9080|v1|reviews.default.svc.cluster.local",
+        ),
         ("/p?debug=0", "GET", {"end-user": "jason"}, "x", None),
-        ("/p", "GET", {"x-canary": "yes"}, "x",
-         "outbound|9080|v2|reviews.default.svc.cluster.local"),
+        (
+            "/p",
+            "GET",
+            {"x-canary": "yes"},
+            "x",
+            "outbound|9080|v2|reviews.default.svc.cluster.local",
+        ),
         ("/p", "GET", {"x-canary": "yes", "x-block": "1"}, "x", None),
         ("/caseless/A", "GET", {}, "x", "direct"),
         ("/", "GET", {}, "admin.example.com", "direct"),
@@ -132,7 +141,7 @@ def test_all_zero_weights_are_invalid() -> None:
   - destination: {host: reviews, subset: v2, port: {number: 9080}}
     weight: 0
 """
-    snap, diags = build(gateway() + http_vs(rules=rules) + BACKENDS)
+    _snap, diags = build(gateway() + http_vs(rules=rules) + BACKENDS)
     (diag,) = diags
     assert diag.invalid and diag.field_path == "spec.http[0].route"
     assert "weight is 0" in diag.message
@@ -165,7 +174,7 @@ def test_unknown_subset_is_reported_and_has_no_cluster() -> None:
 - route:
   - destination: {host: reviews, subset: v9, port: {number: 9080}}
 """
-    snap, diags = build(gateway() + http_vs(rules=rules) + BACKENDS)
+    _snap, diags = build(gateway() + http_vs(rules=rules) + BACKENDS)
     assert codes(diags) == ["IST0101"]
     assert '"reviews.default.svc.cluster.local+v9"' in diags[0].message
     result = route(gateway() + http_vs(rules=rules) + BACKENDS, Call(80, host="x"))
@@ -233,10 +242,13 @@ def test_default_retry_policy_is_istios() -> None:
 
 
 def test_delegate_one_level() -> None:
-    root = http_vs("root", rules="""
+    root = http_vs(
+        "root",
+        rules="""
 - match: [{uri: {prefix: /reviews}}]
   delegate: {name: reviews-routes, namespace: default}
-""")
+""",
+    )
     delegate = """
 ---
 apiVersion: networking.istio.io/v1
@@ -257,7 +269,10 @@ spec:
     assert jason.cluster_names == ("outbound|9080|v2|reviews.default.svc.cluster.local",)
     assert anyone.cluster_names == ("outbound|9080|v1|reviews.default.svc.cluster.local",)
     assert outside.failed_stage == "route"
-    assert jason.route is not None and str(jason.route.origin) == "VirtualService default/reviews-routes"
+    assert (
+        jason.route is not None
+        and str(jason.route.origin) == "VirtualService default/reviews-routes"
+    )
 
 
 def test_https_redirect_on_plain_http_server() -> None:

@@ -8,7 +8,6 @@ import pytest
 
 from isthmus.snapshot import Call
 from isthmus.snapshot.types import HttpConnectionManager
-
 from tests.translate.util import build, codes, gateway, route, service, workload
 
 TCP_ECHO = (
@@ -88,8 +87,9 @@ def test_tcp_match_on_another_port_never_matches() -> None:
 
 
 def test_tls_passthrough_chains_by_sni() -> None:
-    gw = gateway(port=443, protocol="TLS", hosts='["*.example.com"]',
-                 extra="    tls: {mode: PASSTHROUGH}")
+    gw = gateway(
+        port=443, protocol="TLS", hosts='["*.example.com"]', extra="    tls: {mode: PASSTHROUGH}"
+    )
     vs = """
 ---
 apiVersion: networking.istio.io/v1
@@ -126,7 +126,11 @@ data: {{tls.crt: {crt}, tls.key: {crt}}}
 
 
 HTTPS = gateway(
-    "bookinfo-gateway", "default", 443, "HTTPS", '["bookinfo.example.com"]',
+    "bookinfo-gateway",
+    "default",
+    443,
+    "HTTPS",
+    '["bookinfo.example.com"]',
     extra="    tls: {mode: SIMPLE, credentialName: bookinfo-credential}",
 )
 
@@ -150,8 +154,10 @@ def test_credential_is_read_from_the_workload_namespace_only() -> None:
 
 
 def test_kubernetes_prefix_and_mutual_needs_ca() -> None:
-    mutual = HTTPS.replace("mode: SIMPLE, credentialName: bookinfo-credential",
-                           "mode: MUTUAL, credentialName: kubernetes://bookinfo-credential")
+    mutual = HTTPS.replace(
+        "mode: SIMPLE, credentialName: bookinfo-credential",
+        "mode: MUTUAL, credentialName: kubernetes://bookinfo-credential",
+    )
     _, diags = build(mutual + secret("bookinfo-credential", "istio-system"))
     assert codes(diags) == ["IST0161"]
     ca = """

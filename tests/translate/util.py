@@ -32,9 +32,15 @@ def codes(diags: list[Diagnostic]) -> list[str]:
     return [d.code for d in diags]
 
 
-def gateway(name: str = "gw", namespace: str = "istio-system", port: int = 80,
-            protocol: str = "HTTP", hosts: str = '["*"]', selector: str = "istio: ingressgateway",
-            extra: str = "") -> str:
+def gateway(
+    name: str = "gw",
+    namespace: str = "istio-system",
+    port: int = 80,
+    protocol: str = "HTTP",
+    hosts: str = '["*"]',
+    selector: str = "istio: ingressgateway",
+    extra: str = "",
+) -> str:
     return f"""
 ---
 apiVersion: networking.istio.io/v1
@@ -48,8 +54,13 @@ spec:
 {extra}"""
 
 
-def service(name: str, namespace: str = "default", port: int = 9080,
-            selector: str = "app: {name}", target: int | None = None) -> str:
+def service(
+    name: str,
+    namespace: str = "default",
+    port: int = 9080,
+    selector: str = "app: {name}",
+    target: int | None = None,
+) -> str:
     target_line = f", targetPort: {target}" if target else ""
     sel = selector.format(name=name)
     return f"""
@@ -76,8 +87,13 @@ spec:
 """
 
 
-def http_vs(name: str = "vs", namespace: str = "default", hosts: str = '["*"]',
-            gateways: str | None = '["istio-system/gw"]', rules: str = "") -> str:
+def http_vs(
+    name: str = "vs",
+    namespace: str = "default",
+    hosts: str = '["*"]',
+    gateways: str | None = '["istio-system/gw"]',
+    rules: str = "",
+) -> str:
     gw_line = f"  gateways: {gateways}\n" if gateways is not None else ""
     return f"""
 ---

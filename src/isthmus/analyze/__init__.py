@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from isthmus.analyze.checks import ALL_CHECKS
 from isthmus.model import ResourceSet
 from isthmus.translate import translate
 from isthmus.translate.diagnostics import Diagnostic
 from isthmus.translate.identity import GatewayIdentity
 from isthmus.translate.registry import Registry
-
-from isthmus.analyze.checks import ALL_CHECKS
 
 __all__ = ["analyze", "locate"]
 _LEVEL_ORDER = {"Error": 0, "Warning": 1, "Info": 2}

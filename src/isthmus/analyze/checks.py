@@ -52,8 +52,14 @@ def referenced_gateways(
             name = key.split("/", 1)[1]
             others = [k for k, g in gateways.items() if g.name == name]
             hint = f' (a Gateway of that name exists: write "{others[0]}")' if others else ""
-            out.append(d.error(d.REFERENCED_RESOURCE_NOT_FOUND, vs.ref, path,
-                               f'Referenced gateway not found: "{key}"{hint}'))
+            out.append(
+                d.error(
+                    d.REFERENCED_RESOURCE_NOT_FOUND,
+                    vs.ref,
+                    path,
+                    f'Referenced gateway not found: "{key}"{hint}',
+                )
+            )
     return out
 
 
@@ -87,11 +93,15 @@ def hosts_in_gateways(
             allowed = [h for ns, h in servers if ns in ("*", vs.namespace)]
             missing = [h for h in vs_hosts(vs) if not any(overlap(h, a) for a in allowed)]
             if missing:
-                out.append(d.warning(
-                    d.VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY, vs.ref, "spec.hosts",
-                    f"one or more host(s) [{', '.join(missing)}] defined in VirtualService "
-                    f"{vs.namespace}/{vs.name} not found in Gateway {key}.",
-                ))
+                out.append(
+                    d.warning(
+                        d.VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY,
+                        vs.ref,
+                        "spec.hosts",
+                        f"one or more host(s) [{', '.join(missing)}] defined in VirtualService "
+                        f"{vs.namespace}/{vs.name} not found in Gateway {key}.",
+                    )
+                )
     return out
 
 
@@ -115,11 +125,15 @@ def conflicting_gateways(
                     if not common:
                         continue
                     selector = ",".join(f"{k}={v}" for k, v in (a.spec.selector or {}).items())
-                    out.append(d.error(
-                        d.CONFLICTING_GATEWAYS, a.ref, "spec.servers",
-                        f"Conflict with gateways {b.namespace}/{b.name} (workload selector "
-                        f"{selector}, port {sa.port.number}, hosts {', '.join(common)}).",
-                    ))
+                    out.append(
+                        d.error(
+                            d.CONFLICTING_GATEWAYS,
+                            a.ref,
+                            "spec.servers",
+                            f"Conflict with gateways {b.namespace}/{b.name} (workload selector "
+                            f"{selector}, port {sa.port.number}, hosts {', '.join(common)}).",
+                        )
+                    )
     return out
 
 
@@ -151,23 +165,30 @@ def unreachable_matches(
             rules = getattr(vs.spec, kind)
             for i, rule in enumerate(rules[:-1]):
                 if not rule.match:
-                    out.append(d.error(
-                        d.VIRTUAL_SERVICE_UNREACHABLE_RULE, vs.ref, f"spec.{kind}[{i + 1}]",
-                        f"VirtualService rule #{i + 1} not used (only the last rule can "
-                        f"have no matches; rule #{i} matches everything).",
-                    ))
+                    out.append(
+                        d.error(
+                            d.VIRTUAL_SERVICE_UNREACHABLE_RULE,
+                            vs.ref,
+                            f"spec.{kind}[{i + 1}]",
+                            f"VirtualService rule #{i + 1} not used (only the last rule can "
+                            f"have no matches; rule #{i} matches everything).",
+                        )
+                    )
                     break
         seen: list[tuple[int, int, HTTPMatchRequest]] = []
         for i, rule in enumerate(vs.spec.http):
             for j, m in enumerate(rule.match):
                 for pi, pj, prior in seen:
                     if _shadows(prior, m):
-                        out.append(d.warning(
-                            d.VIRTUAL_SERVICE_INEFFECTIVE_MATCH, vs.ref,
-                            f"spec.http[{i}].match[{j}]",
-                            f"VirtualService rule #{i} match #{j} is not used "
-                            f"(it is covered by rule #{pi} match #{pj}).",
-                        ))
+                        out.append(
+                            d.warning(
+                                d.VIRTUAL_SERVICE_INEFFECTIVE_MATCH,
+                                vs.ref,
+                                f"spec.http[{i}].match[{j}]",
+                                f"VirtualService rule #{i} match #{j} is not used "
+                                f"(it is covered by rule #{pi} match #{pj}).",
+                            )
+                        )
                         break
                 seen.append((i, j, m))
     return out
@@ -183,8 +204,14 @@ def subsets_select_endpoints(
         info = registry.lookup(host)
         if info is None:
             if not host.startswith("*"):
-                out.append(d.warning(d.UNKNOWN_DESTINATION_RULE_HOST, dr.ref, "spec.host",
-                                     f"DestinationRule refers to unknown host {host}."))
+                out.append(
+                    d.warning(
+                        d.UNKNOWN_DESTINATION_RULE_HOST,
+                        dr.ref,
+                        "spec.host",
+                        f"DestinationRule refers to unknown host {host}.",
+                    )
+                )
             continue
         endpoints = [e for p in info.ports for e in registry.endpoints(info, p)]
         if info.cluster_type in ("STRICT_DNS", "LOGICAL_DNS", "ORIGINAL_DST"):
@@ -192,12 +219,16 @@ def subsets_select_endpoints(
         for k, subset in enumerate(dr.spec.subsets):
             if not any(selects(subset.labels, e.labels) for e in endpoints):
                 labels = ",".join(f"{a}={b}" for a, b in subset.labels.items())
-                out.append(d.warning(
-                    d.SUBSET_SELECTS_NO_PODS, dr.ref, f"spec.subsets[{k}]",
-                    f"The Subset {subset.name} defined in the DestinationRule does not select "
-                    f"any endpoint of {host} (labels {labels}); add Pods, WorkloadEntries or "
-                    "Endpoints that carry these labels.",
-                ))
+                out.append(
+                    d.warning(
+                        d.SUBSET_SELECTS_NO_PODS,
+                        dr.ref,
+                        f"spec.subsets[{k}]",
+                        f"The Subset {subset.name} defined in the DestinationRule does not select "
+                        f"any endpoint of {host} (labels {labels}); add Pods, WorkloadEntries or "
+                        "Endpoints that carry these labels.",
+                    )
+                )
     return out
 
 
@@ -205,8 +236,19 @@ def external_name_ports(
     resources: ResourceSet, registry: Registry, identity: GatewayIdentity
 ) -> list[Diagnostic]:
     """IST0150: Istio derives an ExternalName Service's protocol from its port names."""
-    prefixes = ("http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "mongo", "redis",
-                "mysql", "udp")
+    prefixes = (
+        "http",
+        "http2",
+        "https",
+        "grpc",
+        "grpc-web",
+        "tcp",
+        "tls",
+        "mongo",
+        "redis",
+        "mysql",
+        "udp",
+    )
     out: list[Diagnostic] = []
     for svc in resources.services:
         if svc.spec.type != "ExternalName":
@@ -214,11 +256,15 @@ def external_name_ports(
         for k, port in enumerate(svc.spec.ports):
             base = port.name.split("-", 1)[0].lower()
             if base not in prefixes and not port.app_protocol:
-                out.append(d.warning(
-                    d.EXTERNAL_NAME_INVALID_PORT_NAME, svc.ref, f"spec.ports[{k}].name",
-                    f'Port name "{port.name}" of ExternalName service is invalid: name it '
-                    "with a protocol prefix (http, https, tcp, tls, ...).",
-                ))
+                out.append(
+                    d.warning(
+                        d.EXTERNAL_NAME_INVALID_PORT_NAME,
+                        svc.ref,
+                        f"spec.ports[{k}].name",
+                        f'Port name "{port.name}" of ExternalName service is invalid: name it '
+                        "with a protocol prefix (http, https, tcp, tls, ...).",
+                    )
+                )
     return out
 
 
@@ -230,13 +276,19 @@ def gateway_service(
         return []
     labels = ",".join(f"{k}={v}" for k, v in identity.workload_labels.items())
     return [
-        d.warning(MISSING_GATEWAY_SERVICE, svc.ref, "spec.selector",
-                  f"this Service has no selector, so it does not front the gateway workload "
-                  f"({labels}); Gateway ports are bound as written. Add `selector: "
-                  f"{{{labels.replace('=', ': ')}}}` to make its ports (and targetPorts) apply.")
+        d.warning(
+            MISSING_GATEWAY_SERVICE,
+            svc.ref,
+            "spec.selector",
+            f"this Service has no selector, so it does not front the gateway workload "
+            f"({labels}); Gateway ports are bound as written. Add `selector: "
+            f"{{{labels.replace('=', ': ')}}}` to make its ports (and targetPorts) apply.",
+        )
         for svc in resources.services
-        if svc.namespace == identity.namespace and not svc.spec.selector
-        and svc.spec.type != "ExternalName" and "gateway" in svc.name
+        if svc.namespace == identity.namespace
+        and not svc.spec.selector
+        and svc.spec.type != "ExternalName"
+        and "gateway" in svc.name
     ]
 
 
@@ -250,14 +302,21 @@ def mesh_only_virtual_services(
             continue
         for gw in resources.gateways:
             hosts = [split_server_host(h, gw.namespace) for s in gw.spec.servers for h in s.hosts]
-            if any(ns in ("*", vs.namespace) and overlap(h, sh)
-                   for h in vs_hosts(vs) for ns, sh in hosts):
-                out.append(d.warning(
-                    VIRTUAL_SERVICE_MESH_ONLY, vs.ref, "spec.gateways",
-                    f"no gateways listed, so this VirtualService applies to the mesh only and "
-                    f"not to Gateway {gw.namespace}/{gw.name} whose hosts match; add "
-                    f'gateways: ["{gw.namespace}/{gw.name}"]',
-                ))
+            if any(
+                ns in ("*", vs.namespace) and overlap(h, sh)
+                for h in vs_hosts(vs)
+                for ns, sh in hosts
+            ):
+                out.append(
+                    d.warning(
+                        VIRTUAL_SERVICE_MESH_ONLY,
+                        vs.ref,
+                        "spec.gateways",
+                        f"no gateways listed, so this VirtualService applies to the mesh only and "
+                        f"not to Gateway {gw.namespace}/{gw.name} whose hosts match; add "
+                        f'gateways: ["{gw.namespace}/{gw.name}"]',
+                    )
+                )
                 break
     return out
 

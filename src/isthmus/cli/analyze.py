@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
         for finding in findings:
             print(finding)
     elif ok:
-        print("✔ No validation issues found when analyzing "
-              f"{len(loaded.resources.all())} resources.")
+        print(
+            f"✔ No validation issues found when analyzing {len(loaded.resources.all())} resources."
+        )
     has_error = any(f.level == "Error" for f in findings)
     return 1 if has_error or not ok else 0

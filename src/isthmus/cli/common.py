@@ -10,18 +10,33 @@ from isthmus.translate.identity import DEFAULT_LABELS, DEFAULT_NAMESPACE, Gatewa
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-f", "--filename", dest="paths", action="append", required=True,
-                        metavar="PATH", help="YAML file or directory (repeatable, like kubectl)")
+    parser.add_argument(
+        "-f",
+        "--filename",
+        dest="paths",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="YAML file or directory (repeatable, like kubectl)",
+    )
     add_identity_args(parser)
 
 
 def add_identity_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("gateway identity")
-    group.add_argument("--namespace", default=DEFAULT_NAMESPACE,
-                       help=f"namespace of the gateway workload (default {DEFAULT_NAMESPACE})")
+    group.add_argument(
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        help=f"namespace of the gateway workload (default {DEFAULT_NAMESPACE})",
+    )
     default = ",".join(f"{k}={v}" for k, v in DEFAULT_LABELS.items())
-    group.add_argument("--label", action="append", default=None, metavar="KEY=VALUE",
-                       help=f"label of the gateway workload, repeatable (default {default})")
+    group.add_argument(
+        "--label",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help=f"label of the gateway workload, repeatable (default {default})",
+    )
     group.add_argument("--revision", default=None, help="istio.io/rev of this gateway")
 
 

@@ -66,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
 def render(result: Result) -> str:
     lines = []
     for step in result.steps:
-        origin = ", ".join(
-            f"{o} ({o.location})" if o.location else str(o) for o in step.origins
-        )
+        origin = ", ".join(f"{o} ({o.location})" if o.location else str(o) for o in step.origins)
         title = STAGE_TITLES[step.stage]
         lines.append(f"{title:<13} {step.name}")
         if step.detail:

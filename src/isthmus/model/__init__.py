@@ -2,7 +2,7 @@
 
 from isthmus.model.errors import ConfigError, ConfigLoadError
 from isthmus.model.kube import Endpoints, EndpointSlice, Pod, Secret, Service
-from isthmus.model.meta import KubeObject, ResourceRef
+from isthmus.model.meta import KubeObject
 from isthmus.model.resources import (
     DestinationRule,
     Gateway,
@@ -15,6 +15,7 @@ from isthmus.model.resources import (
     load,
     load_text,
 )
+from isthmus.refs import ResourceRef
 
 __all__ = [
     "ConfigError",

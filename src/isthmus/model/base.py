@@ -86,7 +86,7 @@ _DURATION_SECONDS = {
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from a Go/protobuf duration string such as ``10s``, ``1.5s``, ``100ms``, ``1h30m``."""
+    """Seconds from a Go/protobuf duration such as ``10s``, ``1.5s``, ``100ms``, ``1h30m``."""
     if not isinstance(value, str) or not value:
         raise fail(f'expected a duration such as "10s" or "250ms", got {_describe(value)}')
     text = value.strip()

@@ -145,7 +145,6 @@ def iter_items(value: Any) -> Iterator[tuple[int | None, Any]]:
         and value.get("kind") == "List"
         and isinstance(value.get("items"), list)
     ):
-        for i, item in enumerate(value["items"]):
-            yield i, item
+        yield from enumerate(value["items"])
     else:
         yield None, value

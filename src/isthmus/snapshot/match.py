@@ -110,10 +110,7 @@ class RouteMatch:
         for header in self.headers:
             if not header.matches(req.headers):
                 return False
-        for key, matcher in self.query_params:
-            if not matcher.matches(req.query.get(key)):
-                return False
-        return True
+        return all(matcher.matches(req.query.get(key)) for key, matcher in self.query_params)
 
     def describe(self) -> str:
         parts: list[str] = []

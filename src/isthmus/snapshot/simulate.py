@@ -84,9 +84,9 @@ def select_filter_chain(listener: Listener, tls: bool, sni: str | None) -> Filte
         best: tuple[int, FilterChain] | None = None
         for fc in chains:
             for pattern in fc.server_names:
-                if pattern.startswith("*") and host_matches(pattern, name):
-                    if best is None or len(pattern) > best[0]:
-                        best = (len(pattern), fc)
+                wins = best is None or len(pattern) > best[0]
+                if wins and pattern.startswith("*") and host_matches(pattern, name):
+                    best = (len(pattern), fc)
         if best is not None:
             return best[1]
     for fc in chains:

@@ -241,7 +241,10 @@ class VirtualHost:
 
 @dataclass(frozen=True, slots=True)
 class RouteConfiguration:
-    """``http.PORT`` or ``https.PORT.NAME.GATEWAY.NS``; hosts chosen exact > longest ``*.x`` > ``*``."""
+    """``http.PORT`` or ``https.PORT.NAME.GATEWAY.NS``.
+
+    Hosts are chosen exact > longest ``*.suffix`` > ``*``, case-insensitively.
+    """
 
     name: str
     virtual_hosts: tuple[VirtualHost, ...]

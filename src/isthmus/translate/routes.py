@@ -128,7 +128,8 @@ class RouteBuilder:
         if rule.match and not outer:
             return []
         routes: list[Route] = []
-        for outer_match in outer or [None]:
+        outer_blocks: list[HTTPMatchRequest | None] = list(outer) or [None]
+        for outer_match in outer_blocks:
             for j, inner in enumerate(target.spec.http):
                 routes.extend(
                     self._rule_routes(
@@ -375,7 +376,9 @@ class RouteBuilder:
 
     # --- TCP and TLS -------------------------------------------------------------------------
 
-    def tcp_routes(self, vs: VirtualService, gateway_key: str | None, gateway_port: int | None) -> list[TcpRoute]:
+    def tcp_routes(
+        self, vs: VirtualService, gateway_key: str | None, gateway_port: int | None
+    ) -> list[TcpRoute]:
         out: list[TcpRoute] = []
         for i, rule in enumerate(vs.spec.tcp):
             path = f"spec.tcp[{i}]"
@@ -403,7 +406,11 @@ class RouteBuilder:
         return out
 
     def tls_routes(
-        self, vs: VirtualService, gateway_key: str, gateway_port: int, server_hosts: list[str]
+        self,
+        vs: VirtualService,
+        gateway_key: str | None,
+        gateway_port: int | None,
+        server_hosts: list[str],
     ) -> list[TcpRoute]:
         out: list[TcpRoute] = []
         for i, rule in enumerate(vs.spec.tls):

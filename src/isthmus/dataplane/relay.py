@@ -1,0 +1,410 @@
+"""Bidirectional TCP relay between a downstream (client) and an upstream connection.
+
+TCP relaying is kernel work, so the relay's job is to stay out of the way while keeping three
+promises Envoy's ``tcp_proxy`` keeps:
+
+* **bounded buffering** — at most ``buffer_size`` bytes (plus one read) are held per direction;
+  a slow reader stops the fast writer instead of growing memory;
+* **half-close passes through** — EOF from one side becomes ``shutdown(SHUT_WR)`` towards the
+  other once pending bytes are flushed, and the reverse direction keeps flowing (nginx ``stream``
+  and several Python proxies truncate data here);
+* **resets propagate** — a reset on one side resets the other, so a truncated stream is never
+  mistaken for a complete one and nobody hangs.
+
+Two engines implement them.  With plain sockets on Linux, :func:`relay` uses ``os.splice``
+through one pipe per direction (the pipe *is* the per-direction buffer), driven by the event loop's
+``add_reader``/``add_writer`` — no threads, no copies into Python.  Otherwise (TLS on a side, no
+splice, or asked for) :func:`relay_transports` relays between asyncio transports with
+``pause_reading``/``resume_reading`` flow control; the TLS code hands its transports to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import os
+import socket
+import ssl
+import struct
+from dataclasses import dataclass
+from typing import Literal
+
+Mode = Literal["splice", "protocol"]
+EndReason = Literal[
+    "eof", "idle_timeout", "max_duration", "client_reset", "upstream_reset", "cancelled"
+]
+Role = Literal["client", "upstream"]
+
+DEFAULT_BUFFER_SIZE = 32 * 1024
+READ_CHUNK = 64 * 1024
+"""Bytes read per call on the protocol path (big reads matter for bulk throughput)."""
+
+_HANDOFF_MIN = READ_CHUNK // 4
+_PUMP_BUDGET = 1024 * 1024
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+@dataclass(slots=True)
+class RelayStats:
+    """What one relayed connection did, for access logs and ``istio_tcp_*`` metrics.
+
+    Counters are live while the relay runs.  ``client_to_upstream`` counts bytes read from the
+    client (Istio's received bytes), ``upstream_to_client`` bytes read from the upstream (sent
+    bytes).  ``peak_buffered_*`` is the most the relay held at once in that direction, which is
+    what the buffer bound promises.
+    """
+
+    mode: Mode = "protocol"
+    client_to_upstream: int = 0
+    upstream_to_client: int = 0
+    peak_buffered_to_upstream: int = 0
+    peak_buffered_to_client: int = 0
+    started: float = 0.0
+    ended: float | None = None
+    end_reason: EndReason | None = None
+    error: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.ended is None else self.ended - self.started
+
+
+@functools.cache
+def splice_supported() -> bool:
+    """Whether ``os.splice`` works here (probed once; some sandboxes lack it)."""
+    if not hasattr(os, "splice"):
+        return False
+    try:
+        a, b = socket.socketpair()
+        r, w = os.pipe()
+    except OSError:
+        return False
+    try:
+        a.send(b"x")
+        return os.splice(b.fileno(), w, 1, flags=_SPLICE_FLAGS) == 1
+    except OSError:
+        return False
+    finally:
+        for s in (a, b):
+            s.close()
+        os.close(r)
+        os.close(w)
+
+
+async def relay(
+    client: socket.socket,
+    upstream: socket.socket,
+    *,
+    use_splice: bool | None = None,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    idle_timeout: float | None = None,
+    max_duration: float | None = None,
+    stats: RelayStats | None = None,
+) -> RelayStats:
+    """Relay bytes between two connected plain sockets until both directions are done.
+
+    The relay owns both sockets and closes them.  ``use_splice=None`` picks splice when it
+    works; ``False`` forces the portable protocol path.  ``idle_timeout`` closes both sides
+    after that many seconds without a byte either way, ``max_duration`` after that long in all.
+    Pass ``stats`` to watch the counters while the relay runs.
+    """
+    for sock in (client, upstream):
+        if isinstance(sock, ssl.SSLSocket):
+            raise TypeError("relay() takes plain sockets; use relay_transports() for TLS")
+        sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    if stats is None:
+        stats = RelayStats()
+    if use_splice is None:
+        use_splice = splice_supported()
+    if use_splice:
+        from isthmus.dataplane.splice import open_splice_relay
+
+        engine = open_splice_relay(loop, client, upstream, buffer_size, stats)
+        if engine is not None:
+            _Relay.__init__(engine, loop, stats, idle_timeout, max_duration)
+            stats.mode = "splice"
+            engine.start()
+            return await engine.wait()
+    stats.mode = "protocol"
+    transports: list[asyncio.Transport] = []
+    parked: list[_Parked] = []
+    try:
+        for sock in (client, upstream):
+            transport, protocol = await loop.connect_accepted_socket(_Parked, sock)
+            transports.append(transport)
+            parked.append(protocol)
+    except BaseException:
+        for transport in transports:
+            transport.abort()
+        for sock in (client, upstream):
+            sock.close()
+        raise
+    return await relay_transports(
+        transports[0],
+        transports[1],
+        buffer_size=buffer_size,
+        idle_timeout=idle_timeout,
+        max_duration=max_duration,
+        to_upstream=bytes(parked[0].early),
+        to_client=bytes(parked[1].early),
+        stats=stats,
+    )
+
+
+async def relay_transports(
+    client: asyncio.Transport,
+    upstream: asyncio.Transport,
+    *,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    idle_timeout: float | None = None,
+    max_duration: float | None = None,
+    to_upstream: bytes = b"",
+    to_client: bytes = b"",
+    stats: RelayStats | None = None,
+) -> RelayStats:
+    """Relay between two open asyncio transports (either may be TLS) and close both at the end.
+
+    The transports' protocols are replaced by the relay's.  ``to_upstream``/``to_client`` are
+    bytes the caller already read from the other side (a sniffed preface, say) and are written
+    first.  A TLS transport cannot half-close, so EOF towards it closes it (``close_notify``)
+    after flushing; plain TCP sides half-close as usual.
+    """
+    loop = asyncio.get_running_loop()
+    if stats is None:
+        stats = RelayStats()
+    stats.mode = "protocol"
+    engine = _TransportRelay(loop, stats, idle_timeout, max_duration)
+    c = _Side(engine, "client", client)
+    u = _Side(engine, "upstream", upstream)
+    c.peer, u.peer = u, c
+    engine.sides = (c, u)
+    for side in engine.sides:
+        side.transport.set_protocol(side)
+        side.transport.set_write_buffer_limits(high=buffer_size, low=buffer_size // 2)
+    if to_upstream:
+        upstream.write(to_upstream)
+    if to_client:
+        client.write(to_client)
+    for side in engine.sides:
+        if side.transport.is_closing():
+            engine.abort(_reset_reason(side.role), side.role, "closed before the relay began")
+            break
+        side.transport.resume_reading()
+    return await engine.wait()
+
+
+def set_reset_on_close(sock: socket.socket) -> None:
+    """Make ``close()`` send RST (SO_LINGER 0): how a reset is passed on to the other side."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+
+
+def _reset_reason(role: Role) -> EndReason:
+    return "client_reset" if role == "client" else "upstream_reset"
+
+
+def is_reset(exc: BaseException) -> bool:
+    """Errors that mean the peer went away abruptly (as opposed to a bug of ours)."""
+    return isinstance(exc, ConnectionError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.ETIMEDOUT, errno.EHOSTUNREACH)
+    )
+
+
+class _Relay:
+    """What both engines share: the outcome, the timers and the stats."""
+
+    loop: asyncio.AbstractEventLoop
+    stats: RelayStats
+    done: asyncio.Future[None]
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        stats: RelayStats,
+        idle_timeout: float | None,
+        max_duration: float | None,
+    ) -> None:
+        self.loop = loop
+        self.stats = stats
+        self.done = loop.create_future()
+        self.ending = False
+        self.idle_timeout = idle_timeout
+        self.last_active = stats.started = loop.time()
+        self._idle: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        if idle_timeout is not None:
+            self._idle = loop.call_later(idle_timeout, self._check_idle)
+        if max_duration is not None:
+            self._deadline = loop.call_later(max_duration, self.abort, "max_duration", None, None)
+
+    def _check_idle(self) -> None:
+        assert self.idle_timeout is not None
+        idle_for = self.loop.time() - self.last_active
+        if idle_for >= self.idle_timeout:
+            self.abort("idle_timeout", None, None)
+        else:
+            self._idle = self.loop.call_later(self.idle_timeout - idle_for, self._check_idle)
+
+    def record_end(self, reason: EndReason, error: str | None) -> None:
+        """The first cause wins: a reset seen after a timeout fired is a consequence."""
+        if self.stats.end_reason is None:
+            self.stats.end_reason = reason
+            self.stats.error = error
+        for timer in (self._idle, self._deadline):
+            if timer is not None:
+                timer.cancel()
+        self._idle = self._deadline = None
+
+    def finish(self) -> None:
+        self.stats.ended = self.loop.time()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def abort(self, reason: EndReason, culprit: Role | None, error: str | None) -> None:
+        raise NotImplementedError
+
+    async def wait(self) -> RelayStats:
+        try:
+            await self.done
+        except asyncio.CancelledError:
+            self.abort("cancelled", None, None)
+            self.finish()
+            raise
+        return self.stats
+
+
+class _Parked(asyncio.Protocol):
+    """Holds a fresh transport with reading paused until the relay takes it over."""
+
+    def __init__(self) -> None:
+        self.early = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.pause_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self.early += data
+
+
+class _Side(asyncio.BufferedProtocol):
+    """One connection of a transport relay; what it reads is written to its peer."""
+
+    peer: _Side
+
+    def __init__(self, engine: _TransportRelay, role: Role, transport: asyncio.Transport) -> None:
+        self.engine = engine
+        self.role: Role = role
+        self.transport = transport
+        self.to_upstream = role == "client"
+        self.buf = bytearray(READ_CHUNK)
+        self.eof = False
+        self.lost = False
+        self.paused = False
+
+    # Reading: hand big reads over without copying, copy small ones so a trickle of tiny
+    # packets towards a stalled reader cannot pin a 64 KiB buffer each.
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        peer = self.peer
+        if peer.lost:
+            return
+        data: bytearray | memoryview
+        if nbytes >= _HANDOFF_MIN:
+            data = memoryview(self.buf)[:nbytes]
+            self.buf = bytearray(READ_CHUNK)
+        else:
+            data = self.buf[:nbytes]
+        peer.transport.write(data)
+        self.engine.moved(self.to_upstream, nbytes, peer.transport.get_write_buffer_size())
+
+    def eof_received(self) -> bool:
+        if not self.eof:
+            self.eof = True
+            self.engine.half_closed(self)
+        return True
+
+    # Writing: our write buffer is over the bound, so stop reading the side that fills it.
+    def pause_writing(self) -> None:
+        source = self.peer
+        if not (source.eof or source.lost or source.paused):
+            source.paused = True
+            source.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        source = self.peer
+        if source.paused:
+            source.paused = False
+            if not (source.eof or source.lost):
+                source.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost:
+            self.lost = True
+            self.engine.side_lost(self, exc)
+
+
+class _TransportRelay(_Relay):
+    sides: tuple[_Side, _Side]
+
+    def moved(self, to_upstream: bool, nbytes: int, buffered: int) -> None:
+        stats = self.stats
+        if to_upstream:
+            stats.client_to_upstream += nbytes
+            if buffered > stats.peak_buffered_to_upstream:
+                stats.peak_buffered_to_upstream = buffered
+        else:
+            stats.upstream_to_client += nbytes
+            if buffered > stats.peak_buffered_to_client:
+                stats.peak_buffered_to_client = buffered
+        if self.idle_timeout is not None:
+            self.last_active = self.loop.time()
+
+    def half_closed(self, side: _Side) -> None:
+        """``side`` sent EOF: pass it on once flushed; when both have, close both."""
+        peer = side.peer
+        if not peer.lost:
+            if peer.transport.can_write_eof():
+                peer.transport.write_eof()
+            else:
+                peer.transport.close()
+        if peer.eof:
+            self.record_end("eof", None)
+            for s in self.sides:
+                if not s.lost:
+                    s.transport.close()
+
+    def side_lost(self, side: _Side, exc: Exception | None) -> None:
+        if exc is not None and not self.ending:
+            self.abort(_reset_reason(side.role), side.role, str(exc))
+        elif not self.ending and not (side.eof and side.peer.eof):
+            # Closed cleanly but early (a TLS peer's close_notify): nothing more can reach it,
+            # so end the other side gracefully once its pending bytes are flushed.
+            if not side.eof:
+                side.eof = True
+                self.half_closed(side)
+            if not side.peer.lost:
+                side.peer.transport.close()
+        if all(s.lost for s in self.sides):
+            self.record_end("eof", None)
+            self.finish()
+
+    def abort(self, reason: EndReason, culprit: Role | None, error: str | None) -> None:
+        if self.ending:
+            return
+        self.ending = True
+        self.record_end(reason, error)
+        for side in self.sides:
+            if side.lost:
+                continue
+            if culprit is not None and side.role != culprit:
+                sock = side.transport.get_extra_info("socket")
+                if sock is not None:
+                    set_reset_on_close(sock)
+            side.transport.abort()
