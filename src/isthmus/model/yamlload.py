@@ -49,7 +49,13 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[ConfigError]]:
     errors: list[ConfigError] = []
     for path in paths:
         if os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
+            seen: set[str] = set()
+            for root, dirs, names in os.walk(path, followlinks=True):
+                real = os.path.realpath(root)
+                if real in seen:  # a symlink loop
+                    dirs.clear()
+                    continue
+                seen.add(real)
                 dirs.sort()
                 files.extend(
                     os.path.join(root, n)
