@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from isthmus import __version__
-from isthmus.cli import analyze, explain
+from isthmus.cli import analyze, demo, explain, run, samples
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     analyze.register(sub)
     explain.register(sub)
+    run.register(sub)
+    samples.register(sub)
+    demo.register(sub)
     return parser
 
 

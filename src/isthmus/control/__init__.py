@@ -1,0 +1,1 @@
+"""Config → validated → translated → published snapshot; the last good snapshot is kept."""

@@ -1,0 +1,172 @@
+"""The serving side: bind the snapshot's listeners, accept, and hand each connection to the
+filter chain it matches, always on the snapshot current when it was accepted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import random
+import socket
+from dataclasses import dataclass, field
+
+from isthmus.dataplane.balancer import ClusterStates
+from isthmus.dataplane.tcp_proxy import proxy_tcp
+from isthmus.snapshot.simulate import select_filter_chain
+from isthmus.snapshot.types import Listener, Snapshot, TcpProxy
+
+log = logging.getLogger("isthmus.server")
+ACCEPT_BATCH = 64
+BACKLOG = 4096
+
+
+class BindError(Exception):
+    """A listener's address could not be bound; names the listener and the reason."""
+
+    def __init__(self, listener: str, address: str, port: int, cause: OSError) -> None:
+        self.listener = listener
+        reason = cause.strerror or str(cause)
+        if cause.errno == errno.EACCES and port < 1024:
+            reason += " (ports below 1024 need privileges: map the Gateway port to a higher "
+            reason += "targetPort in the gateway Service)"
+        super().__init__(f"listener {listener}: cannot bind {address}:{port}: {reason}")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """``bind`` overrides every listener's address (tests and laptops bind 127.0.0.1)."""
+
+    bind: str | None = None
+    use_splice: bool | None = None
+
+
+def serves(listener: Listener) -> bool:
+    """Whether this build serves the listener: plain TCP chains (TLS and HTTP come later)."""
+    return all(
+        isinstance(fc.application, TcpProxy) and fc.transport == "raw_buffer" and not fc.tls
+        for fc in listener.filter_chains
+    )
+
+
+@dataclass
+class _Bound:
+    listener_name: str
+    sock: socket.socket
+
+
+@dataclass
+class Gateway:
+    """Listeners bound for a snapshot; ``snapshot`` is swapped by plain assignment."""
+
+    snapshot: Snapshot
+    options: ServeOptions = field(default_factory=ServeOptions)
+    clusters: ClusterStates = field(default_factory=ClusterStates)
+    rng: random.Random = field(default_factory=random.Random)
+    _bound: dict[str, _Bound] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        """Listener name → the address actually bound (port 0 in tests becomes real)."""
+        out: dict[str, tuple[str, int]] = {}
+        for name, bound in self._bound.items():
+            host, port = bound.sock.getsockname()[:2]
+            out[name] = (host, port)
+        return out
+
+    def skipped(self) -> list[Listener]:
+        return [lst for lst in self.snapshot.listeners if not serves(lst)]
+
+    async def start(self) -> None:
+        """Bind every served listener, all or nothing."""
+        loop = asyncio.get_running_loop()
+        opened: list[_Bound] = []
+        try:
+            for listener in self.snapshot.listeners:
+                if serves(listener):
+                    opened.append(_Bound(listener.name, self._listen(listener)))
+        except BindError:
+            for bound in opened:
+                bound.sock.close()
+            raise
+        for bound in opened:
+            self._bound[bound.listener_name] = bound
+            loop.add_reader(bound.sock.fileno(), self._accept, bound)
+
+    def _listen(self, listener: Listener) -> socket.socket:
+        address = self.options.bind or listener.address
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, listener.port))
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise BindError(listener.name, address, listener.port, exc) from exc
+        return sock
+
+    def _accept(self, bound: _Bound) -> None:
+        """Accept a batch, then let the loop run: one wake-up serves a burst of clients."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, peer = bound.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: keep serving what is open
+                log.warning("accept on %s failed: %s", bound.listener_name, exc)
+                return
+            self._spawn(conn, peer, bound.listener_name)
+
+    def _spawn(self, conn: socket.socket, peer: tuple[str, int], name: str) -> None:
+        snapshot = self.snapshot  # read once: the connection finishes on this snapshot
+        listener = snapshot.listener(name)
+        chain = select_filter_chain(listener, False, None) if listener else None
+        if listener is None or chain is None or not isinstance(chain.application, TcpProxy):
+            conn.close()
+            return
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = asyncio.ensure_future(
+            proxy_tcp(
+                conn,
+                peer,
+                conn.getsockname(),
+                listener.gateway_port,
+                chain.application,
+                snapshot,
+                self.clusters,
+                self.rng,
+                self.options.use_splice,
+            )
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("connection failed", exc_info=task.exception())
+
+    @property
+    def active_connections(self) -> int:
+        return len(self._tasks)
+
+    def stop_listening(self) -> None:
+        loop = asyncio.get_running_loop()
+        for bound in self._bound.values():
+            loop.remove_reader(bound.sock.fileno())
+            bound.sock.close()
+        self._bound.clear()
+
+    async def close(self, drain_seconds: float = 0.0) -> None:
+        """Stop accepting, let open connections finish for ``drain_seconds``, then cut them."""
+        self.stop_listening()
+        if self._tasks and drain_seconds > 0:
+            await asyncio.wait(set(self._tasks), timeout=drain_seconds)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*self._tasks, return_exceptions=True)
