@@ -94,7 +94,8 @@ def test_subdirectories_are_walked_in_sorted_order(tmp_path: Path) -> None:
     write(tmp_path, "alpha/deeper/s.yaml", secret("alpha-deeper"))
     result = load([str(tmp_path)])
     assert result.errors == []
-    assert [s.name for s in result.resources.secrets] == ["alpha", "alpha-deeper", "mid", "zeta"]
+    # lexical path order, as kubectl walks: alpha/deeper/s.yaml sorts before alpha/s.yaml
+    assert [s.name for s in result.resources.secrets] == ["alpha-deeper", "alpha", "mid", "zeta"]
     assert [s.order for s in result.resources.secrets] == [0, 1, 2, 3]
 
 
@@ -632,7 +633,7 @@ def test_duplicate_resource_warns_and_the_later_one_wins() -> None:
     assert notes(result) == [
         (
             "warning",
-            "dup.yaml:8: Secret default/dup is defined again (first at dup.yaml:1); "
+            "dup.yaml:8: Secret default/dup is defined again (previously at dup.yaml:1); "
             "the later definition is used, as kubectl apply would",
         )
     ]
@@ -657,7 +658,7 @@ def test_duplicates_across_files_name_both_places(tmp_path: Path) -> None:
     assert notes(result) == [
         (
             "warning",
-            f"{second}:6: Secret default/dup is defined again (first at {first}:1); "
+            f"{second}:6: Secret default/dup is defined again (previously at {first}:1); "
             "the later definition is used, as kubectl apply would",
         )
     ]
@@ -669,8 +670,8 @@ def test_three_definitions_give_two_warnings_and_the_last_wins() -> None:
     text = "---\n".join(secret("dup", value=str(i)) for i in range(3))
     result = load_text(text, "dup.yaml")
     assert [n.message.split(";")[0] for n in result.notes] == [
-        "Secret default/dup is defined again (first at dup.yaml:1)",
-        "Secret default/dup is defined again (first at dup.yaml:8)",
+        "Secret default/dup is defined again (previously at dup.yaml:1)",
+        "Secret default/dup is defined again (previously at dup.yaml:8)",
     ]
     assert [s.value("value") for s in result.resources.secrets] == [b"2"]
 
@@ -702,7 +703,7 @@ def test_duplicate_inside_a_list() -> None:
     assert notes(result) == [
         (
             "warning",
-            "l.yaml:4: Secret default/s is defined again (first at l.yaml:3); "
+            "l.yaml:4: Secret default/s is defined again (previously at l.yaml:3); "
             "the later definition is used, as kubectl apply would",
         )
     ]

@@ -265,28 +265,28 @@ def test_seed_004_as_a_whole_keeps_the_last_variant() -> None:
             "v2-host/bookinfo.yaml",
             1,
             "Gateway default/bookinfo-gateway is defined again "
-            f"(first at {root}/v1-wildcard/gateway.yaml:1); {later}",
+            f"(previously at {root}/v1-wildcard/gateway.yaml:1); {later}",
         ),
         (
             "warning",
             "v2-host/bookinfo.yaml",
             16,
             "VirtualService default/bookinfo is defined again "
-            f"(first at {root}/v1-wildcard/virtualservice.yaml:1); {later}",
+            f"(previously at {root}/v1-wildcard/virtualservice.yaml:1); {later}",
         ),
         (
             "warning",
             "v3-https/bookinfo.yaml",
             1,
             "Gateway default/bookinfo-gateway is defined again "
-            f"(first at {root}/v2-host/bookinfo.yaml:1); {later}",
+            f"(previously at {root}/v2-host/bookinfo.yaml:1); {later}",
         ),
         (
             "warning",
             "v3-https/bookinfo.yaml",
             27,
             "VirtualService default/bookinfo is defined again "
-            f"(first at {root}/v2-host/bookinfo.yaml:16); {later}",
+            f"(previously at {root}/v2-host/bookinfo.yaml:16); {later}",
         ),
     ]
     gateways = result.resources.gateways

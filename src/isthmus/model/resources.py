@@ -200,7 +200,7 @@ def parse_documents(
                         "warning",
                         obj.ref.file,
                         obj.ref.line,
-                        f"{obj.ref} is defined again (first at {earlier.ref.location}); "
+                        f"{obj.ref} is defined again (previously at {earlier.ref.location}); "
                         "the later definition is used, as kubectl apply would",
                     )
                 )
@@ -226,7 +226,8 @@ def _parse_one(
         return None
     kind = value.get("kind")
     meta = value.get("metadata") if isinstance(value.get("metadata"), dict) else {}
-    name = str(meta.get("name", "")) if meta else ""
+    raw_name = meta.get("name") if meta else None
+    name = str(raw_name) if isinstance(raw_name, str | int) else ""
     namespace = str(meta.get("namespace") or default_namespace) if meta else default_namespace
     ref = f"{kind} {namespace}/{name}" if isinstance(kind, str) else None
     if not isinstance(kind, str):
@@ -246,7 +247,11 @@ def _parse_one(
         hint = _did_you_mean(kind, [*KINDS, *IGNORED_KINDS])
         result.errors.append(
             ConfigError(
-                doc.file, line, None, format_path((*prefix, "kind")), f'unknown kind "{kind}"{hint}'
+                doc.file,
+                doc.line_of((*prefix, "kind")),
+                None,
+                format_path((*prefix, "kind")),
+                f'unknown kind "{kind}"{hint}',
             )
         )
         return None
@@ -260,7 +265,9 @@ def _parse_one(
                 doc.line_of((*prefix, "apiVersion")),
                 ref,
                 format_path((*prefix, "apiVersion")),
-                f'expected one of {listed}; got "{api_version}"',
+                f"expected one of {listed}; got {_show(api_version)}"
+                if api_version is not None
+                else f"missing required field (one of {listed})",
             )
         )
         return None

@@ -49,6 +49,7 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[ConfigError]]:
     errors: list[ConfigError] = []
     for path in paths:
         if os.path.isdir(path):
+            found: list[str] = []
             seen: set[str] = set()
             for root, dirs, names in os.walk(path, followlinks=True):
                 real = os.path.realpath(root)
@@ -56,12 +57,9 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[ConfigError]]:
                     dirs.clear()
                     continue
                 seen.add(real)
-                dirs.sort()
-                files.extend(
-                    os.path.join(root, n)
-                    for n in sorted(names)
-                    if n.endswith(YAML_SUFFIXES) and not n.startswith(".")
-                )
+                found.extend(os.path.join(root, n) for n in names if n.endswith(YAML_SUFFIXES))
+            # kubectl walks a tree in lexical path order: b/c/y.yaml before b/x.yml before c.yaml
+            files.extend(sorted(found, key=lambda f: os.path.relpath(f, path).split(os.sep)))
         elif os.path.isfile(path) or path == "-":
             files.append(path)
         else:
@@ -146,11 +144,8 @@ class _Builder:
 
 def iter_items(value: Any) -> Iterator[tuple[int | None, Any]]:
     """The items of a ``kind: List`` document, or the document itself."""
-    if (
-        isinstance(value, dict)
-        and value.get("kind") == "List"
-        and isinstance(value.get("items"), list)
-    ):
-        yield from enumerate(value["items"])
+    if isinstance(value, dict) and value.get("kind") == "List":
+        items = value.get("items")
+        yield from enumerate(items if isinstance(items, list) else [])
     else:
         yield None, value
