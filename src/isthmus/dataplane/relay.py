@@ -21,77 +21,37 @@ splice, or asked for) :func:`relay_transports` relays between asyncio transports
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import functools
-import os
 import socket
 import ssl
-import struct
-from dataclasses import dataclass
-from typing import Literal
+from typing import cast
 
-Mode = Literal["splice", "protocol"]
-EndReason = Literal[
-    "eof", "idle_timeout", "max_duration", "client_reset", "upstream_reset", "cancelled"
+from isthmus.dataplane.relaybase import (
+    DEFAULT_BUFFER_SIZE,
+    EndReason,
+    RelayEngine,
+    RelayStats,
+    Role,
+    reset_reason,
+    set_reset_on_close,
+)
+from isthmus.dataplane.splice import SpliceRelay, splice_supported
+
+__all__ = [
+    "DEFAULT_BUFFER_SIZE",
+    "READ_CHUNK",
+    "RelayStats",
+    "relay",
+    "relay_transports",
+    "splice_supported",
 ]
-Role = Literal["client", "upstream"]
 
-DEFAULT_BUFFER_SIZE = 32 * 1024
 READ_CHUNK = 64 * 1024
-"""Bytes read per call on the protocol path (big reads matter for bulk throughput)."""
+"""Bytes read per call on the protocol path (big reads matter for bulk throughput).
+
+A direction holds at most ``buffer_size + READ_CHUNK`` bytes: the write buffer may exceed its
+high-water mark by the one read that crossed it before reading pauses."""
 
 _HANDOFF_MIN = READ_CHUNK // 4
-_PUMP_BUDGET = 1024 * 1024
-_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
-_LINGER_RESET = struct.pack("ii", 1, 0)
-
-
-@dataclass(slots=True)
-class RelayStats:
-    """What one relayed connection did, for access logs and ``istio_tcp_*`` metrics.
-
-    Counters are live while the relay runs.  ``client_to_upstream`` counts bytes read from the
-    client (Istio's received bytes), ``upstream_to_client`` bytes read from the upstream (sent
-    bytes).  ``peak_buffered_*`` is the most the relay held at once in that direction, which is
-    what the buffer bound promises.
-    """
-
-    mode: Mode = "protocol"
-    client_to_upstream: int = 0
-    upstream_to_client: int = 0
-    peak_buffered_to_upstream: int = 0
-    peak_buffered_to_client: int = 0
-    started: float = 0.0
-    ended: float | None = None
-    end_reason: EndReason | None = None
-    error: str | None = None
-
-    @property
-    def duration(self) -> float | None:
-        return None if self.ended is None else self.ended - self.started
-
-
-@functools.cache
-def splice_supported() -> bool:
-    """Whether ``os.splice`` works here (probed once; some sandboxes lack it)."""
-    if not hasattr(os, "splice"):
-        return False
-    try:
-        a, b = socket.socketpair()
-        r, w = os.pipe()
-    except OSError:
-        return False
-    try:
-        a.send(b"x")
-        return os.splice(b.fileno(), w, 1, flags=_SPLICE_FLAGS) == 1
-    except OSError:
-        return False
-    finally:
-        for s in (a, b):
-            s.close()
-        os.close(r)
-        os.close(w)
 
 
 async def relay(
@@ -106,7 +66,7 @@ async def relay(
 ) -> RelayStats:
     """Relay bytes between two connected plain sockets until both directions are done.
 
-    The relay owns both sockets and closes them.  ``use_splice=None`` picks splice when it
+    The relay owns both sockets and closes them.  ``use_splice=None`` uses splice when it
     works; ``False`` forces the portable protocol path.  ``idle_timeout`` closes both sides
     after that many seconds without a byte either way, ``max_duration`` after that long in all.
     Pass ``stats`` to watch the counters while the relay runs.
@@ -121,15 +81,15 @@ async def relay(
     if use_splice is None:
         use_splice = splice_supported()
     if use_splice:
-        from isthmus.dataplane.splice import open_splice_relay
-
-        engine = open_splice_relay(loop, client, upstream, buffer_size, stats)
-        if engine is not None:
-            _Relay.__init__(engine, loop, stats, idle_timeout, max_duration)
-            stats.mode = "splice"
+        try:
+            engine = SpliceRelay(
+                loop, client, upstream, buffer_size, stats, idle_timeout, max_duration
+            )
+        except OSError:
+            pass  # no pipes to be had (fd limit): the protocol path needs none
+        else:
             engine.start()
             return await engine.wait()
-    stats.mode = "protocol"
     transports: list[asyncio.Transport] = []
     parked: list[_Parked] = []
     try:
@@ -140,8 +100,8 @@ async def relay(
     except BaseException:
         for transport in transports:
             transport.abort()
-        for sock in (client, upstream):
-            sock.close()
+        client.close()
+        upstream.close()
         raise
     return await relay_transports(
         transports[0],
@@ -169,9 +129,9 @@ async def relay_transports(
     """Relay between two open asyncio transports (either may be TLS) and close both at the end.
 
     The transports' protocols are replaced by the relay's.  ``to_upstream``/``to_client`` are
-    bytes the caller already read from the other side (a sniffed preface, say) and are written
-    first.  A TLS transport cannot half-close, so EOF towards it closes it (``close_notify``)
-    after flushing; plain TCP sides half-close as usual.
+    bytes the caller already read from the other side (a sniffed preface, say); they are
+    written first and counted.  TLS cannot half-close, so EOF towards a TLS transport closes it
+    (``close_notify``) after flushing; plain TCP sides half-close as usual.
     """
     loop = asyncio.get_running_loop()
     if stats is None:
@@ -187,108 +147,38 @@ async def relay_transports(
         side.transport.set_write_buffer_limits(high=buffer_size, low=buffer_size // 2)
     if to_upstream:
         upstream.write(to_upstream)
+        engine.moved(True, len(to_upstream), upstream.get_write_buffer_size())
     if to_client:
         client.write(to_client)
+        engine.moved(False, len(to_client), client.get_write_buffer_size())
     for side in engine.sides:
         if side.transport.is_closing():
-            engine.abort(_reset_reason(side.role), side.role, "closed before the relay began")
+            engine.abort(reset_reason(side.role), side.role, "closed before the relay began")
             break
-        side.transport.resume_reading()
+        if not side.paused:  # the early bytes may already have filled the other side's buffer
+            side.transport.resume_reading()
     return await engine.wait()
 
 
-def set_reset_on_close(sock: socket.socket) -> None:
-    """Make ``close()`` send RST (SO_LINGER 0): how a reset is passed on to the other side."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-
-
-def _reset_reason(role: Role) -> EndReason:
-    return "client_reset" if role == "client" else "upstream_reset"
-
-
-def is_reset(exc: BaseException) -> bool:
-    """Errors that mean the peer went away abruptly (as opposed to a bug of ours)."""
-    return isinstance(exc, ConnectionError) or (
-        isinstance(exc, OSError) and exc.errno in (errno.ETIMEDOUT, errno.EHOSTUNREACH)
-    )
-
-
-class _Relay:
-    """What both engines share: the outcome, the timers and the stats."""
-
-    loop: asyncio.AbstractEventLoop
-    stats: RelayStats
-    done: asyncio.Future[None]
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        stats: RelayStats,
-        idle_timeout: float | None,
-        max_duration: float | None,
-    ) -> None:
-        self.loop = loop
-        self.stats = stats
-        self.done = loop.create_future()
-        self.ending = False
-        self.idle_timeout = idle_timeout
-        self.last_active = stats.started = loop.time()
-        self._idle: asyncio.TimerHandle | None = None
-        self._deadline: asyncio.TimerHandle | None = None
-        if idle_timeout is not None:
-            self._idle = loop.call_later(idle_timeout, self._check_idle)
-        if max_duration is not None:
-            self._deadline = loop.call_later(max_duration, self.abort, "max_duration", None, None)
-
-    def _check_idle(self) -> None:
-        assert self.idle_timeout is not None
-        idle_for = self.loop.time() - self.last_active
-        if idle_for >= self.idle_timeout:
-            self.abort("idle_timeout", None, None)
-        else:
-            self._idle = self.loop.call_later(self.idle_timeout - idle_for, self._check_idle)
-
-    def record_end(self, reason: EndReason, error: str | None) -> None:
-        """The first cause wins: a reset seen after a timeout fired is a consequence."""
-        if self.stats.end_reason is None:
-            self.stats.end_reason = reason
-            self.stats.error = error
-        for timer in (self._idle, self._deadline):
-            if timer is not None:
-                timer.cancel()
-        self._idle = self._deadline = None
-
-    def finish(self) -> None:
-        self.stats.ended = self.loop.time()
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def abort(self, reason: EndReason, culprit: Role | None, error: str | None) -> None:
-        raise NotImplementedError
-
-    async def wait(self) -> RelayStats:
-        try:
-            await self.done
-        except asyncio.CancelledError:
-            self.abort("cancelled", None, None)
-            self.finish()
-            raise
-        return self.stats
-
-
 class _Parked(asyncio.Protocol):
-    """Holds a fresh transport with reading paused until the relay takes it over."""
+    """Holds a fresh transport with reading paused until the relay takes it over.
+
+    uvloop starts reading *after* ``connection_made`` returns, ignoring a pause made there, so
+    reading is paused again on the first data: at most one read is held here.
+    """
 
     def __init__(self) -> None:
         self.early = bytearray()
+        self.transport: asyncio.ReadTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.ReadTransport)
-        transport.pause_reading()
+        self.transport = cast(asyncio.ReadTransport, transport)
+        self.transport.pause_reading()
 
     def data_received(self, data: bytes) -> None:
         self.early += data
+        if self.transport is not None:
+            self.transport.pause_reading()
 
 
 class _Side(asyncio.BufferedProtocol):
@@ -301,6 +191,7 @@ class _Side(asyncio.BufferedProtocol):
         self.role: Role = role
         self.transport = transport
         self.to_upstream = role == "client"
+        self.tls = transport.get_extra_info("sslcontext") is not None
         self.buf = bytearray(READ_CHUNK)
         self.eof = False
         self.lost = False
@@ -328,7 +219,7 @@ class _Side(asyncio.BufferedProtocol):
         if not self.eof:
             self.eof = True
             self.engine.half_closed(self)
-        return True
+        return not self.tls  # keep a TCP side open for writing; TLS closes on close_notify
 
     # Writing: our write buffer is over the bound, so stop reading the side that fills it.
     def pause_writing(self) -> None:
@@ -350,7 +241,7 @@ class _Side(asyncio.BufferedProtocol):
             self.engine.side_lost(self, exc)
 
 
-class _TransportRelay(_Relay):
+class _TransportRelay(RelayEngine):
     sides: tuple[_Side, _Side]
 
     def moved(self, to_upstream: bool, nbytes: int, buffered: int) -> None:
@@ -375,14 +266,13 @@ class _TransportRelay(_Relay):
             else:
                 peer.transport.close()
         if peer.eof:
-            self.record_end("eof", None)
             for s in self.sides:
                 if not s.lost:
                     s.transport.close()
 
     def side_lost(self, side: _Side, exc: Exception | None) -> None:
         if exc is not None and not self.ending:
-            self.abort(_reset_reason(side.role), side.role, str(exc))
+            self.abort(reset_reason(side.role), side.role, str(exc))
         elif not self.ending and not (side.eof and side.peer.eof):
             # Closed cleanly but early (a TLS peer's close_notify): nothing more can reach it,
             # so end the other side gracefully once its pending bytes are flushed.
@@ -392,7 +282,6 @@ class _TransportRelay(_Relay):
             if not side.peer.lost:
                 side.peer.transport.close()
         if all(s.lost for s in self.sides):
-            self.record_end("eof", None)
             self.finish()
 
     def abort(self, reason: EndReason, culprit: Role | None, error: str | None) -> None:
