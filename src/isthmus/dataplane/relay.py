@@ -160,23 +160,28 @@ async def relay_transports(
     return await engine.wait()
 
 
-class _Parked(asyncio.Protocol):
+class _Parked(asyncio.BufferedProtocol):
     """Holds a fresh transport with reading paused until the relay takes it over.
 
     uvloop starts reading *after* ``connection_made`` returns, ignoring a pause made there, so
-    reading is paused again on the first data: at most one read is held here.
+    reading is paused again on the first data; reading into a ``READ_CHUNK`` buffer keeps what
+    is held here within the relay's usual bound.
     """
 
     def __init__(self) -> None:
         self.early = bytearray()
+        self.scratch = memoryview(bytearray(READ_CHUNK))
         self.transport: asyncio.ReadTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.ReadTransport, transport)
         self.transport.pause_reading()
 
-    def data_received(self, data: bytes) -> None:
-        self.early += data
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.early += self.scratch[:nbytes]
         if self.transport is not None:
             self.transport.pause_reading()
 
@@ -192,26 +197,28 @@ class _Side(asyncio.BufferedProtocol):
         self.transport = transport
         self.to_upstream = role == "client"
         self.tls = transport.get_extra_info("sslcontext") is not None
-        self.buf = bytearray(READ_CHUNK)
+        self.buf = memoryview(bytearray(READ_CHUNK))
         self.eof = False
         self.lost = False
         self.paused = False
 
     # Reading: hand big reads over without copying, copy small ones so a trickle of tiny
-    # packets towards a stalled reader cannot pin a 64 KiB buffer each.
-    def get_buffer(self, sizehint: int) -> bytearray:
+    # packets towards a stalled reader cannot pin a 64 KiB buffer each.  The buffer is a
+    # memoryview because asyncio's TLS reader fills it in pieces with ``buf[offset:]``, which
+    # on a bytearray would fill a copy.
+    def get_buffer(self, sizehint: int) -> memoryview:
         return self.buf
 
     def buffer_updated(self, nbytes: int) -> None:
         peer = self.peer
         if peer.lost:
             return
-        data: bytearray | memoryview
+        data: bytes | memoryview
         if nbytes >= _HANDOFF_MIN:
-            data = memoryview(self.buf)[:nbytes]
-            self.buf = bytearray(READ_CHUNK)
-        else:
             data = self.buf[:nbytes]
+            self.buf = memoryview(bytearray(READ_CHUNK))
+        else:
+            data = self.buf[:nbytes].tobytes()
         peer.transport.write(data)
         self.engine.moved(self.to_upstream, nbytes, peer.transport.get_write_buffer_size())
 
