@@ -43,7 +43,18 @@ def report_rejected(result: Build) -> None:
         print(f"  {line}", file=sys.stderr)
 
 
+def raise_open_file_limit() -> None:
+    """Each relayed connection holds two sockets and two pipes: use the hard fd limit, as
+    HAProxy and Envoy do, instead of the usual soft 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(args: argparse.Namespace) -> int:
+    raise_open_file_limit()
     result = build(args.paths, identity_from(args))
     if result.snapshot is None:
         report_rejected(result)
