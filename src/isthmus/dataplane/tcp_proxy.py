@@ -8,23 +8,12 @@ import socket
 
 from isthmus.dataplane.balancer import ClusterStates
 from isthmus.dataplane.relay import relay
+from isthmus.dataplane.routing import pick_weighted
 from isthmus.dataplane.upstream import UpstreamError, connect_upstream
 from isthmus.snapshot.simulate import select_tcp_route
-from isthmus.snapshot.types import Snapshot, TcpProxy, WeightedCluster
+from isthmus.snapshot.types import Snapshot, TcpProxy
 
 log = logging.getLogger("isthmus.tcp")
-
-
-def pick_weighted(destinations: tuple[WeightedCluster, ...], rng: random.Random) -> str:
-    """A destination by its share (weight/sum), like Envoy's weighted_clusters."""
-    if len(destinations) == 1:
-        return destinations[0].cluster
-    point = rng.random()
-    for dest in destinations:
-        point -= dest.share
-        if point < 0:
-            return dest.cluster
-    return destinations[-1].cluster
 
 
 async def proxy_tcp(
@@ -47,7 +36,7 @@ async def proxy_tcp(
     if route is None:
         conn.close()
         return
-    cluster = snapshot.clusters.get(pick_weighted(route.clusters, rng))
+    cluster = snapshot.clusters.get(pick_weighted(route.clusters, rng).cluster)
     if cluster is None:
         conn.close()
         return

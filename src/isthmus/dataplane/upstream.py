@@ -25,12 +25,14 @@ import functools
 import ipaddress
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
 
 from isthmus.dataplane.balancer import ClusterState, ClusterStates, EndpointState
 from isthmus.snapshot.types import Cluster, ConnectionPool, Endpoint, TcpKeepalive
 
 DEFAULT_MAX_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 class UpstreamError(Exception):
@@ -150,26 +152,60 @@ async def connect_upstream(
     hash_key: str | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     final: bool = True,
+    exclude: Collection[str] = (),
 ) -> UpstreamConnection:
     """Connect to an endpoint of ``cluster``, trying up to ``max_attempts`` distinct endpoints.
 
     ``source_ip`` feeds ``useSourceIp`` hashing; ``hash_key`` overrides it.  ``final=False``
     tells outlier detection a connect success is not yet the verdict (HTTP reports the
-    response status later).  Raises :class:`UpstreamOverflow`, :class:`NoHealthyUpstream` or
+    response status later).  ``exclude`` names endpoints not to use (a retry's earlier ones).
+    Raises :class:`UpstreamOverflow`, :class:`NoHealthyUpstream` or
     :class:`UpstreamConnectError`.
     """
+    result: UpstreamConnection | tuple[object, EndpointState] = await connect_or_reuse(
+        cluster,
+        states,
+        source_ip,
+        hash_key=hash_key,
+        max_attempts=max_attempts,
+        final=final,
+        exclude=exclude,
+        reuse=None,
+    )
+    assert isinstance(result, UpstreamConnection)
+    return result
+
+
+async def connect_or_reuse(
+    cluster: Cluster,
+    states: ClusterStates,
+    source_ip: str | None,
+    *,
+    reuse: Callable[[EndpointState], T | None] | None,
+    hash_key: str | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    final: bool = True,
+    exclude: Collection[str] = (),
+) -> UpstreamConnection | tuple[T, EndpointState]:
+    """:func:`connect_upstream`, except that once the balancer picks an endpoint, ``reuse``
+    may offer an idle pooled connection to it (HTTP keep-alive); then no socket is opened."""
     state = states.get(cluster)
     pool = cluster.connection_pool
     loop = asyncio.get_running_loop()
-    tried: set[str] = set()
+    tried: set[str] = set(exclude)
     failures: list[ConnectFailure] = []
     for _ in range(max(1, max_attempts)):
-        limit = pool.max_connections
-        if limit is not None and state.active_connections >= limit:
-            raise UpstreamOverflow(cluster.name, limit)
         chosen = state.choose(source_ip=source_ip, hash_key=hash_key, exclude=tried)
         if chosen is None:
             break
+        if reuse is not None:
+            pooled = reuse(chosen)
+            if pooled is not None:
+                state.acquire(chosen)
+                return pooled, chosen
+        limit = pool.max_connections
+        if limit is not None and state.active_connections >= limit:
+            raise UpstreamOverflow(cluster.name, limit)
         tried.add(chosen.key)
         state.connection_opened(chosen)
         try:

@@ -1,0 +1,122 @@
+"""Header policy of an Istio gateway's Envoy, as pure functions over ``(name, value)`` lists.
+
+Names arrive lower-cased from the codec and leave lower-cased (Envoy's HTTP/1 codec writes
+lower-case keys too).  Everything here runs once per request, so it avoids per-header objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from isthmus.snapshot.types import HeaderOps
+
+Headers = list[tuple[str, str]]
+
+# RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones Envoy also drops.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "trailer",
+        "http2-settings",
+    }
+)
+SERVER = "istio-envoy"
+
+
+def connection_tokens(headers: Sequence[tuple[str, str]]) -> frozenset[str]:
+    """Names listed in ``Connection``: they are hop-by-hop for this message too."""
+    tokens: set[str] = set()
+    for name, value in headers:
+        if name == "connection":
+            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return frozenset(tokens)
+
+
+def apply_ops(headers: Headers, ops: HeaderOps) -> Headers:
+    """Istio ``headers``: remove, then set (replace), then add (append) — Envoy's order."""
+    if not ops:
+        return headers
+    drop = set(ops.remove)
+    drop.update(name for name, _ in ops.set)
+    if drop:
+        headers = [(n, v) for n, v in headers if n not in drop]
+    headers.extend(ops.set)
+    headers.extend(ops.add)
+    return headers
+
+
+def upstream_request_headers(
+    headers: Sequence[tuple[str, str]],
+    *,
+    peer_ip: str,
+    scheme: str,
+    request_id: str,
+    trusted_hops: int = 0,
+    upgrade: str | None = None,
+) -> tuple[Headers, str]:
+    """Headers to send upstream and the trusted client address.
+
+    Hop-by-hop headers and those named in ``Connection`` go; client-sent ``x-envoy-*``
+    go (an edge proxy trusts none); ``x-forwarded-for`` gets the peer appended, and with
+    ``trusted_hops`` (Istio ``numTrustedProxies``) the client address is read that many hops
+    back; ``x-forwarded-proto`` is the downstream scheme; ``x-request-id`` is this request's.
+    """
+    named = connection_tokens(headers)
+    out: Headers = []
+    xff = ""
+    for name, value in headers:
+        if name in HOP_BY_HOP or name in named or name.startswith("x-envoy-"):
+            continue
+        if name == "x-forwarded-for":
+            xff = f"{xff},{value}" if xff else value
+            continue
+        if name in ("x-forwarded-proto", "x-request-id"):
+            continue
+        out.append((name, value))
+    hops = [h.strip() for h in xff.split(",") if h.strip()] if xff else []
+    client = peer_ip
+    if trusted_hops and len(hops) >= trusted_hops:
+        client = hops[len(hops) - trusted_hops]
+    hops.append(peer_ip)
+    out.append(("x-forwarded-for", ", ".join(hops)))
+    out.append(("x-forwarded-proto", scheme))
+    out.append(("x-request-id", request_id))
+    out.append(("x-envoy-external-address", client))
+    if upgrade:
+        out.append(("connection", "upgrade"))
+        out.append(("upgrade", upgrade))
+    return out, client
+
+
+def downstream_response_headers(
+    headers: Sequence[tuple[str, str]], *, upstream_ms: int | None, upgrade: bool = False
+) -> Headers:
+    """Headers for the client: hop-by-hop removed, ``server: istio-envoy``, service time."""
+    named = connection_tokens(headers)
+    out: Headers = [
+        (n, v)
+        for n, v in headers
+        if not (n in HOP_BY_HOP or n in named or n == "server" or n == "content-length")
+    ]
+    if upgrade:
+        for n, v in headers:
+            if n == "upgrade":
+                out.append(("connection", "upgrade"))
+                out.append((n, v))
+                break
+    out.append(("server", SERVER))
+    if upstream_ms is not None:
+        out.append(("x-envoy-upstream-service-time", str(upstream_ms)))
+    return out
+
+
+def header_value(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    for n, v in headers:
+        if n == name:
+            return v
+    return None
