@@ -24,8 +24,8 @@ import errno
 import functools
 import ipaddress
 import socket
-from dataclasses import dataclass, field
 from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from isthmus.dataplane.balancer import ClusterState, ClusterStates, EndpointState
