@@ -75,8 +75,8 @@ def upstream_request_headers(
         if name == "x-forwarded-for":
             xff = f"{xff},{value}" if xff else value
             continue
-        if name in ("x-forwarded-proto", "x-request-id"):
-            continue
+        if name in ("x-forwarded-proto", "x-request-id", "content-length"):
+            continue  # ours to set; the body is re-framed by the proxy
         out.append((name, value))
     hops = [h.strip() for h in xff.split(",") if h.strip()] if xff else []
     client = peer_ip

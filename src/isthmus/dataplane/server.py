@@ -12,9 +12,11 @@ import socket
 from dataclasses import dataclass, field
 
 from isthmus.dataplane.balancer import ClusterStates
+from isthmus.dataplane.http_proxy import DownstreamHttp, HttpContext, close_idle
+from isthmus.dataplane.http_upstream import HttpPool
 from isthmus.dataplane.tcp_proxy import proxy_tcp
 from isthmus.snapshot.simulate import select_filter_chain
-from isthmus.snapshot.types import Listener, Snapshot, TcpProxy
+from isthmus.snapshot.types import HttpConnectionManager, Listener, Snapshot, TcpProxy
 
 log = logging.getLogger("isthmus.server")
 ACCEPT_BATCH = 64
@@ -41,18 +43,28 @@ class ServeOptions:
     use_splice: bool | None = None
 
 
+def listener_kind(listener: Listener) -> str | None:
+    """``tcp`` or ``http`` for the plain-text listeners this build serves, else None (TLS
+    listeners come with the TLS issue)."""
+    chains = listener.filter_chains
+    if not chains or any(fc.transport != "raw_buffer" or fc.tls for fc in chains):
+        return None
+    if all(isinstance(fc.application, TcpProxy) for fc in chains):
+        return "tcp"
+    if len(chains) == 1 and isinstance(chains[0].application, HttpConnectionManager):
+        return "http"
+    return None
+
+
 def serves(listener: Listener) -> bool:
-    """Whether this build serves the listener: plain TCP chains (TLS and HTTP come later)."""
-    return all(
-        isinstance(fc.application, TcpProxy) and fc.transport == "raw_buffer" and not fc.tls
-        for fc in listener.filter_chains
-    )
+    return listener_kind(listener) is not None
 
 
 @dataclass
 class _Bound:
     listener_name: str
     sock: socket.socket
+    server: asyncio.AbstractServer | None = None
 
 
 @dataclass
@@ -65,6 +77,7 @@ class Gateway:
     rng: random.Random = field(default_factory=random.Random)
     _bound: dict[str, _Bound] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    http: HttpContext | None = None
 
     def addresses(self) -> dict[str, tuple[str, int]]:
         """Listener name → the address actually bound (port 0 in tests becomes real)."""
@@ -91,7 +104,25 @@ class Gateway:
             raise
         for bound in opened:
             self._bound[bound.listener_name] = bound
-            loop.add_reader(bound.sock.fileno(), self._accept, bound)
+            served = self.snapshot.listener(bound.listener_name)
+            assert served is not None
+            if listener_kind(served) == "http":
+                bound.server = await self._serve_http(served, bound.sock)
+            else:
+                loop.add_reader(bound.sock.fileno(), self._accept, bound)
+
+    async def _serve_http(self, listener: Listener, sock: socket.socket) -> asyncio.AbstractServer:
+        if self.http is None:
+            self.http = HttpContext(self, HttpPool(self.clusters), rng=self.rng)
+        ctx = self.http
+        chain = listener.filter_chains[0].name
+        name, port = listener.name, listener.gateway_port
+
+        def factory() -> DownstreamHttp:
+            return DownstreamHttp(ctx, name, chain, "http", port)
+
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(factory, sock=sock, backlog=BACKLOG)
 
     def _listen(self, listener: Listener) -> socket.socket:
         address = self.options.bind or listener.address
@@ -151,22 +182,40 @@ class Gateway:
 
     @property
     def active_connections(self) -> int:
-        return len(self._tasks)
+        http = len(self.http.connections) if self.http is not None else 0
+        return len(self._tasks) + http
 
     def stop_listening(self) -> None:
         loop = asyncio.get_running_loop()
         for bound in self._bound.values():
-            loop.remove_reader(bound.sock.fileno())
+            if bound.server is not None:
+                bound.server.close()
+            else:
+                loop.remove_reader(bound.sock.fileno())
             bound.sock.close()
         self._bound.clear()
 
     async def close(self, drain_seconds: float = 0.0) -> None:
-        """Stop accepting, let open connections finish for ``drain_seconds``, then cut them."""
+        """Stop accepting, let open connections finish for ``drain_seconds``, then cut them.
+
+        HTTP connections between requests close at once; busy ones after their response
+        (with ``connection: close``)."""
         self.stop_listening()
-        if self._tasks and drain_seconds > 0:
-            await asyncio.wait(set(self._tasks), timeout=drain_seconds)
+        waits: list[asyncio.Future[object]] = list(self._tasks)  # type: ignore[arg-type]
+        if self.http is not None:
+            close_idle(self.http)
+            if self.http.connections:
+                waits.append(asyncio.ensure_future(self.http.all_closed.wait()))
+        if waits and drain_seconds > 0:
+            await asyncio.wait(waits, timeout=drain_seconds)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.http is not None:
+            for conn in list(self.http.connections):
+                conn.transport.abort()
+            self.http.pool.close_all()
+        for waiter in waits:
+            waiter.cancel()

@@ -1,0 +1,279 @@
+"""The downstream side of the HTTP connection manager: one asyncio Protocol per client.
+
+Parser events are dispatched to one request task at a time; pipelined requests wait (reading
+paused) and are answered in order.  The connection enforces Envoy's edge timeouts: request
+headers within ``request_headers_timeout``, and ``idle_timeout`` between requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+from isthmus.dataplane import local_reply as lr
+from isthmus.dataplane.http_exchange import RequestBody
+from isthmus.dataplane.http_request import Outcome, handle_request, route_table_of
+from isthmus.dataplane.http_upstream import HttpPool, UpstreamHttp
+from isthmus.dataplane.relay import relay_transports
+from isthmus.proto.http1 import (
+    Body,
+    EndOfMessage,
+    Limits,
+    ProtocolError,
+    RequestHead,
+    RequestParser,
+    Upgrade,
+)
+from isthmus.snapshot.types import HttpConnectionManager, Route, Snapshot
+
+log = logging.getLogger("isthmus.http")
+
+
+class SnapshotSource(Protocol):
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Envoy's edge defaults (ISTIO-NOTES "Edge defaults"), each configurable."""
+
+    limits: Limits = field(default_factory=Limits)
+    request_headers_timeout: float = 10.0
+    stream_idle_timeout: float = 300.0
+    idle_timeout: float = 3600.0
+    trusted_hops: int = 0
+
+
+@dataclass
+class HttpContext:
+    """What every connection of one gateway shares."""
+
+    gateway: SnapshotSource
+    pool: HttpPool
+    settings: HttpSettings = field(default_factory=HttpSettings)
+    rng: random.Random = field(default_factory=random.Random)
+    draining: bool = False
+    connections: set[DownstreamHttp] = field(default_factory=set)
+    all_closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class DownstreamHttp(asyncio.Protocol):
+    def __init__(
+        self, ctx: HttpContext, listener: str, chain: str, scheme: str, gateway_port: int
+    ) -> None:
+        self.ctx = ctx
+        self.gateway = ctx.gateway
+        self.pool = ctx.pool
+        self.settings = ctx.settings
+        self.rng = ctx.rng
+        self.listener = listener
+        self.chain = chain
+        self.scheme = scheme
+        self.gateway_port = gateway_port
+        self.parser = RequestParser(ctx.settings.limits)
+        self.transport: asyncio.Transport = cast(asyncio.Transport, None)
+        self.peer_ip = ""
+        self.current: asyncio.Task[Outcome] | None = None
+        self.body: RequestBody | None = None
+        self.backlog: deque[object] = deque()
+        self.upstream: UpstreamHttp | None = None
+        self.upgrade_rest = b""
+        self.closed = False
+        self.reading_paused = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.tasks: set[asyncio.Task[object]] = set()
+        self.last_status = 0
+        self.last_flag = ""
+        self.last_route: Route | None = None
+        self.pending_error: ProtocolError | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.ctx.draining
+
+    def route_table(self, snapshot: Snapshot) -> HttpConnectionManager | None:
+        return route_table_of(snapshot, self.listener, self.chain)
+
+    # connection lifecycle ---------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else ""
+        self.ctx.connections.add(self)
+        self.ctx.all_closed.clear()
+        self._arm(self.settings.request_headers_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.ctx.connections.discard(self)
+        if not self.ctx.connections:
+            self.ctx.all_closed.set()
+        self._disarm()
+        if self.current is not None:
+            self.current.cancel()
+        if self.body is not None:
+            self.body.fail()
+        for task in list(self.tasks):
+            task.cancel()
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self.timer = asyncio.get_running_loop().call_later(seconds, self._timeout)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _timeout(self) -> None:
+        self.timer = None
+        if self.current is None and not self.closed:
+            self.transport.close()
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)
+
+    def note_response(self, status: int, flag: str) -> None:
+        self.last_status = status
+        self.last_flag = flag
+
+    def note_route(self, route: Route) -> None:
+        self.last_route = route
+
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # reading ----------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.parser.feed(data)
+        except ProtocolError as exc:
+            if self.current is None:
+                self._reject(exc)
+            else:
+                self.pending_error = exc
+                if self.body is not None and not self.body.done:
+                    self.body.fail()
+                self.pause_reading()
+            return
+        for event in events:
+            self._dispatch(event)
+
+    def _dispatch(self, event: object) -> None:
+        body = self.body
+        if self.current is not None and body is not None and not body.done:
+            if isinstance(event, Body):
+                body.feed(event.data)
+                return
+            if isinstance(event, EndOfMessage):
+                body.end()
+                return
+            if isinstance(event, Upgrade):
+                self.upgrade_rest += event.rest
+                return
+        if self.current is not None:
+            if isinstance(event, Upgrade):
+                self.upgrade_rest += event.rest
+                return
+            self.backlog.append(event)
+            self.pause_reading()
+            return
+        if isinstance(event, RequestHead):
+            self._start(event)
+        elif isinstance(event, Upgrade):
+            self.upgrade_rest += event.rest
+
+    def _start(self, head: RequestHead) -> None:
+        self._disarm()
+        expects_body = head.chunked or bool(head.content_length)
+        self.body = RequestBody(self.pause_reading, self.resume_reading, expects_body)
+        self.current = asyncio.ensure_future(handle_request(self, head, self.body))
+        self.current.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Outcome]) -> None:
+        self.current = None
+        self.body = None
+        if self.closed:
+            return
+        if task.cancelled():
+            self.transport.abort()
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("request failed", exc_info=exc)
+            self.transport.abort()
+            return
+        outcome = task.result()
+        if outcome.upgraded:
+            return
+        if self.pending_error is not None:
+            self._reject(self.pending_error)
+            return
+        if not outcome.keep_alive:
+            self.transport.close()
+            return
+        self._arm(self.settings.request_headers_timeout)
+        while self.backlog and self.current is None:
+            self._dispatch(self.backlog.popleft())
+        if not self.backlog:
+            self.resume_reading()
+
+    def _reject(self, exc: ProtocolError) -> None:
+        reply = lr.bad_request(exc.status, exc.details)
+        self.note_response(reply.status, reply.flag)
+        self.write(lr.render_reply(reply, keep_alive=False))
+        self.transport.close()
+
+    # flow control -----------------------------------------------------------------------------
+    def pause_reading(self) -> None:
+        if not self.reading_paused and not self.closed:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and not self.closed:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    # upgrades ---------------------------------------------------------------------------------
+    async def upgrade(self, upstream: UpstreamHttp, to_client: bytes) -> None:
+        """After a 101: the two connections become a byte relay (websocket and friends)."""
+        assert upstream.transport is not None
+        self._disarm()
+        self.resume_reading()
+        upstream.resume_reading()
+        self.spawn(
+            relay_transports(
+                self.transport,
+                upstream.transport,
+                to_upstream=self.upgrade_rest,
+                to_client=to_client,
+            )
+        )
+
+
+def close_idle(ctx: HttpContext) -> None:
+    """On drain: connections between requests close now; busy ones after their response."""
+    ctx.draining = True
+    for conn in list(ctx.connections):
+        if conn.current is None:
+            with contextlib.suppress(Exception):
+                conn.transport.close()

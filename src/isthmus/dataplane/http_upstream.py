@@ -1,0 +1,206 @@
+"""Upstream HTTP/1.1 connections and the per-endpoint keep-alive pool.
+
+Envoy's model: the balancer picks an endpoint, then that endpoint's pool hands out an idle
+connection or opens one.  A connection serves one exchange at a time (HTTP/1.1 without
+pipelining upstream, as Envoy does) and goes back to the pool when both messages completed
+cleanly, up to ``maxRequestsPerConnection``; idle ones close after ``connectionPool.http.
+idleTimeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Collection, Sequence
+from typing import Protocol, cast
+
+from isthmus.dataplane.balancer import ClusterState, ClusterStates, EndpointState
+from isthmus.dataplane.upstream import UpstreamConnection, connect_or_reuse
+from isthmus.proto.http1 import Body, EndOfMessage, ProtocolError, ResponseHead, ResponseParser
+from isthmus.snapshot.types import Cluster
+
+
+class Exchange(Protocol):
+    """Receives what one upstream connection produces for the request it carries."""
+
+    def on_response_head(self, head: ResponseHead) -> None: ...
+    def on_response_body(self, data: bytes) -> None: ...
+    def on_response_end(self, rest: bytes) -> None: ...
+    def on_upstream_lost(self, exc: BaseException | None) -> None: ...
+    def on_upstream_writable(self, writable: bool) -> None: ...
+
+
+class UpstreamHttp(asyncio.Protocol):
+    """One connection to one endpoint."""
+
+    def __init__(self, cluster: str, endpoint: EndpointState, state: ClusterState) -> None:
+        self.cluster = cluster
+        self.endpoint = endpoint
+        self.state = state
+        self.transport: asyncio.Transport | None = None
+        self.exchange: Exchange | None = None
+        self.parser: ResponseParser | None = None
+        self.requests = 0
+        self.closed = False
+        self.idle_since = 0.0
+        self.received_any = False
+
+    # lifecycle --------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.state.connection_closed(self.endpoint)
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.on_upstream_lost(exc)
+
+    def start(self, exchange: Exchange, method: str) -> None:
+        self.exchange = exchange
+        self.parser = ResponseParser(method)
+        self.requests += 1
+        self.received_any = False
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # reading ----------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        exchange, parser = self.exchange, self.parser
+        if exchange is None or parser is None:
+            self.abort()  # bytes nobody asked for: this connection cannot be trusted
+            return
+        self.received_any = True
+        try:
+            events = parser.feed(data)
+        except ProtocolError as exc:
+            self.exchange = None
+            self.abort()
+            exchange.on_upstream_lost(exc)
+            return
+        self._dispatch(exchange, events)
+
+    def eof_received(self) -> bool:
+        exchange, parser = self.exchange, self.parser
+        if exchange is not None and parser is not None:
+            try:
+                self._dispatch(exchange, parser.feed_eof())
+            except ProtocolError as exc:
+                self.exchange = None
+                exchange.on_upstream_lost(exc)
+        return False
+
+    def _dispatch(self, exchange: Exchange, events: Sequence[object]) -> None:
+        for event in events:
+            if isinstance(event, Body):
+                exchange.on_response_body(event.data)
+            elif isinstance(event, ResponseHead):
+                exchange.on_response_head(event)
+            elif isinstance(event, EndOfMessage):
+                self.exchange = None
+                exchange.on_response_end(getattr(event, "rest", b""))
+                return
+            if self.exchange is not exchange:
+                return
+
+    # flow control -----------------------------------------------------------------------------
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.on_upstream_writable(False)
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.on_upstream_writable(True)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+
+class HttpPool:
+    """Idle upstream connections by cluster and endpoint."""
+
+    def __init__(self, states: ClusterStates) -> None:
+        self.states = states
+        self._idle: dict[tuple[str, str], list[UpstreamHttp]] = {}
+
+    def _take_idle(self, cluster: Cluster, endpoint: EndpointState) -> UpstreamHttp | None:
+        conns = self._idle.get((cluster.name, endpoint.key))
+        idle_timeout = cluster.connection_pool.http_idle_timeout
+        now = time.monotonic()
+        while conns:
+            conn = conns.pop()
+            if not conn.closed and (now - conn.idle_since) < idle_timeout:
+                return conn
+            conn.close()
+        return None
+
+    async def acquire(
+        self,
+        cluster: Cluster,
+        source_ip: str | None,
+        exclude: Collection[str],
+        hash_key: str | None = None,
+    ) -> tuple[UpstreamHttp, bool]:
+        """A connection to an endpoint the balancer picks, and whether it was reused.
+        Raises the :mod:`upstream` errors (NoHealthyUpstream, UpstreamConnectError, ...)."""
+        result = await connect_or_reuse(
+            cluster,
+            self.states,
+            source_ip,
+            hash_key=hash_key,
+            max_attempts=1,
+            final=False,
+            exclude=exclude,
+            reuse=lambda ep: self._take_idle(cluster, ep),
+        )
+        if isinstance(result, tuple):
+            return result[0], True
+        return await self._wrap(cluster, result), False
+
+    async def _wrap(self, cluster: Cluster, conn: UpstreamConnection) -> UpstreamHttp:
+        loop = asyncio.get_running_loop()
+        state = conn.cluster_state
+        try:
+            _transport, protocol = await loop.create_connection(
+                lambda: UpstreamHttp(cluster.name, conn.endpoint_state, state), sock=conn.sock
+            )
+        except BaseException:
+            conn.close()
+            raise
+        return protocol
+
+    def release(self, cluster: Cluster, conn: UpstreamHttp, reusable: bool) -> None:
+        """The exchange is over: give the connection back, or close it."""
+        conn.state.release(conn.endpoint)
+        conn.exchange = None
+        limit = cluster.connection_pool.max_requests_per_connection
+        if not reusable or conn.closed or (limit is not None and conn.requests >= limit):
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        self._idle.setdefault((cluster.name, conn.endpoint.key), []).append(conn)
+
+    def close_all(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                with contextlib.suppress(Exception):
+                    conn.close()
+        self._idle.clear()
