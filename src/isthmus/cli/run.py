@@ -13,7 +13,9 @@ from typing import Any
 from isthmus.cli.common import add_config_args, identity_from
 from isthmus.cli.summary import summarize
 from isthmus.control.build import Build, build
+from isthmus.dataplane.http_proxy import HttpSettings
 from isthmus.dataplane.server import BindError, Gateway, ServeOptions
+from isthmus.proto.http1 import Limits
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,6 +39,45 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         "--no-splice", action="store_true", help="relay TCP through user space instead of splice(2)"
     )
     p.add_argument("--quiet", action="store_true", help="print only errors")
+    edge = p.add_argument_group("HTTP edge limits (Envoy's edge best practices)")
+    edge.add_argument("--request-headers-timeout", type=float, default=10.0, metavar="S")
+    edge.add_argument("--stream-idle-timeout", type=float, default=300.0, metavar="S")
+    edge.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="close a keep-alive connection idle this long",
+    )
+    edge.add_argument("--max-request-headers-kb", type=int, default=60)
+    edge.add_argument("--max-request-headers", type=int, default=100)
+    edge.add_argument(
+        "--allow-underscore-headers",
+        action="store_true",
+        help="accept header names with underscores (rejected with 400 by default)",
+    )
+    edge.add_argument(
+        "--num-trusted-proxies",
+        type=int,
+        default=0,
+        help="x-forwarded-for hops to trust (Istio numTrustedProxies)",
+    )
+
+
+def serve_options(args: argparse.Namespace) -> ServeOptions:
+    limits = Limits(
+        max_request_headers_bytes=args.max_request_headers_kb * 1024,
+        max_request_headers_count=args.max_request_headers,
+        reject_underscore_headers=not args.allow_underscore_headers,
+    )
+    http = HttpSettings(
+        limits=limits,
+        request_headers_timeout=args.request_headers_timeout,
+        stream_idle_timeout=args.stream_idle_timeout,
+        idle_timeout=args.idle_timeout,
+        trusted_hops=args.num_trusted_proxies,
+    )
+    return ServeOptions(bind=args.bind, use_splice=False if args.no_splice else None, http=http)
 
 
 def report_rejected(result: Build) -> None:
@@ -64,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         for line in summarize(result.snapshot, result.diagnostics, args.paths):
             print(line, flush=True)
-    options = ServeOptions(bind=args.bind, use_splice=False if args.no_splice else None)
-    gateway = Gateway(result.snapshot, options)
+    gateway = Gateway(result.snapshot, serve_options(args))
     try:
         return run_loop(serve(gateway, args.drain_seconds, args.quiet))
     except BindError as exc:

@@ -88,6 +88,7 @@ class DownstreamHttp(asyncio.Protocol):
         self.closed = False
         self.reading_paused = False
         self.timer: asyncio.TimerHandle | None = None
+        self.awaiting_head = False
         self.tasks: set[asyncio.Task[object]] = set()
         self.last_status = 0
         self.last_flag = ""
@@ -108,7 +109,7 @@ class DownstreamHttp(asyncio.Protocol):
         self.peer_ip = peer[0] if peer else ""
         self.ctx.connections.add(self)
         self.ctx.all_closed.clear()
-        self._arm(self.settings.request_headers_timeout)
+        self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -122,6 +123,17 @@ class DownstreamHttp(asyncio.Protocol):
             self.body.fail()
         for task in list(self.tasks):
             task.cancel()
+
+    def _idle(self) -> None:
+        """Between requests: Envoy's connection ``idle_timeout`` (1 h by default)."""
+        self.awaiting_head = False
+        self._arm(self.settings.idle_timeout)
+
+    def _await_head(self) -> None:
+        """A request has begun (or the connection is new): its headers must be complete
+        within ``request_headers_timeout`` (10 s)."""
+        self.awaiting_head = True
+        self._arm(self.settings.request_headers_timeout)
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -155,6 +167,8 @@ class DownstreamHttp(asyncio.Protocol):
 
     # reading ----------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self.current is None and not self.awaiting_head:
+            self._await_head()
         try:
             events = self.parser.feed(data)
         except ProtocolError as exc:
@@ -195,6 +209,7 @@ class DownstreamHttp(asyncio.Protocol):
 
     def _start(self, head: RequestHead) -> None:
         self._disarm()
+        self.awaiting_head = False
         expects_body = head.chunked or bool(head.content_length)
         self.body = RequestBody(self.pause_reading, self.resume_reading, expects_body)
         self.current = asyncio.ensure_future(handle_request(self, head, self.body))
@@ -222,7 +237,7 @@ class DownstreamHttp(asyncio.Protocol):
         if not outcome.keep_alive:
             self.transport.close()
             return
-        self._arm(self.settings.request_headers_timeout)
+        self._idle()
         while self.backlog and self.current is None:
             self._dispatch(self.backlog.popleft())
         if not self.backlog:

@@ -268,7 +268,7 @@ async def _attempts(
                 upstream.write(b"0\r\n\r\n")
         if not body.done:
             sender = asyncio.ensure_future(_send_body(body, upstream, relay, head.chunked))
-        timeout = policy.per_try_timeout
+        timeout = policy.per_try_timeout or conn.settings.stream_idle_timeout
         if deadline is not None:
             remaining = max(0.0, deadline - time.monotonic())
             timeout = remaining if timeout is None else min(timeout, remaining)

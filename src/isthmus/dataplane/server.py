@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass, field
 
 from isthmus.dataplane.balancer import ClusterStates
-from isthmus.dataplane.http_proxy import DownstreamHttp, HttpContext, close_idle
+from isthmus.dataplane.http_proxy import DownstreamHttp, HttpContext, HttpSettings, close_idle
 from isthmus.dataplane.http_upstream import HttpPool
 from isthmus.dataplane.tcp_proxy import proxy_tcp
 from isthmus.snapshot.simulate import select_filter_chain
@@ -41,6 +41,7 @@ class ServeOptions:
 
     bind: str | None = None
     use_splice: bool | None = None
+    http: HttpSettings = field(default_factory=HttpSettings)
 
 
 def listener_kind(listener: Listener) -> str | None:
@@ -113,7 +114,7 @@ class Gateway:
 
     async def _serve_http(self, listener: Listener, sock: socket.socket) -> asyncio.AbstractServer:
         if self.http is None:
-            self.http = HttpContext(self, HttpPool(self.clusters), rng=self.rng)
+            self.http = HttpContext(self, HttpPool(self.clusters), self.options.http, rng=self.rng)
         ctx = self.http
         chain = listener.filter_chains[0].name
         name, port = listener.name, listener.gateway_port
