@@ -193,11 +193,12 @@ class DownstreamHttp(asyncio.Protocol):
                 body.end()
                 return
             if isinstance(event, Upgrade):
-                self.upgrade_rest += event.rest
+                self._upgrade_requested(event)
+                body.end()
                 return
         if self.current is not None:
             if isinstance(event, Upgrade):
-                self.upgrade_rest += event.rest
+                self._upgrade_requested(event)
                 return
             self.backlog.append(event)
             self.pause_reading()
@@ -205,7 +206,12 @@ class DownstreamHttp(asyncio.Protocol):
         if isinstance(event, RequestHead):
             self._start(event)
         elif isinstance(event, Upgrade):
-            self.upgrade_rest += event.rest
+            self._upgrade_requested(event)
+
+    def _upgrade_requested(self, event: Upgrade) -> None:
+        """What follows an upgrade request is not HTTP: hold it until the upstream answers."""
+        self.upgrade_rest += event.rest
+        self.pause_reading()
 
     def _start(self, head: RequestHead) -> None:
         self._disarm()
@@ -273,8 +279,7 @@ class DownstreamHttp(asyncio.Protocol):
         """After a 101: the two connections become a byte relay (websocket and friends)."""
         assert upstream.transport is not None
         self._disarm()
-        self.resume_reading()
-        upstream.resume_reading()
+        self.reading_paused = False  # the relay resumes both transports under its protocol
         self.spawn(
             relay_transports(
                 self.transport,

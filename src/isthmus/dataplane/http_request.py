@@ -370,7 +370,8 @@ async def _respond(
     if action.cors is not None and origin is not None and cors_origin_allowed(action.cors, origin):
         headers.extend(cors_response_headers(action.cors, origin))
     has_body = head.method != "HEAD" and response.status not in NO_BODY_STATUSES and not upgraded
-    keep = head.keep_alive and not conn.draining and not upgraded
+    # A refused upgrade ends the connection: the client may already have sent the new protocol.
+    keep = head.keep_alive and not conn.draining and not upgraded and head.upgrade is None
     chunked = False
     if response.content_length is not None:
         headers.append(("content-length", str(response.content_length)))
@@ -395,7 +396,8 @@ async def _respond(
         conn.write(head_bytes)
         if sender is not None:
             sender.cancel()
-        conn.pool.release(cluster, upstream, reusable=False)
+        upstream.state.release(upstream.endpoint)  # the connection leaves the pool for good
+        conn.upstream = None
         await conn.upgrade(upstream, relay.rest + b"".join(relay.pending))
         return Outcome(False, upgraded=True)
     relay.commit(head_bytes, chunked, has_body)

@@ -17,7 +17,14 @@ from typing import Protocol, cast
 
 from isthmus.dataplane.balancer import ClusterState, ClusterStates, EndpointState
 from isthmus.dataplane.upstream import UpstreamConnection, connect_or_reuse
-from isthmus.proto.http1 import Body, EndOfMessage, ProtocolError, ResponseHead, ResponseParser
+from isthmus.proto.http1 import (
+    Body,
+    EndOfMessage,
+    ProtocolError,
+    ResponseHead,
+    ResponseParser,
+    Upgrade,
+)
 from isthmus.snapshot.types import Cluster
 
 
@@ -111,6 +118,8 @@ class UpstreamHttp(asyncio.Protocol):
                 exchange.on_response_head(event)
             elif isinstance(event, EndOfMessage):
                 self.exchange = None
+                if isinstance(event, Upgrade):  # after a 101 the bytes belong to a relay
+                    self.pause_reading()
                 exchange.on_response_end(getattr(event, "rest", b""))
                 return
             if self.exchange is not exchange:
