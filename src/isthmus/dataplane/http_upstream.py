@@ -16,7 +16,7 @@ from collections.abc import Collection, Sequence
 from typing import Protocol, cast
 
 from isthmus.dataplane.balancer import ClusterState, ClusterStates, EndpointState
-from isthmus.dataplane.upstream import UpstreamConnection, connect_or_reuse
+from isthmus.dataplane.upstream import UpstreamConnection, UpstreamOverflow, connect_or_reuse
 from isthmus.proto.http1 import (
     Body,
     EndOfMessage,
@@ -149,6 +149,8 @@ class HttpPool:
     def __init__(self, states: ClusterStates) -> None:
         self.states = states
         self._idle: dict[tuple[str, str], list[UpstreamHttp]] = {}
+        self._pending: dict[str, int] = {}
+        self._freed: dict[str, asyncio.Event] = {}
 
     def _take_idle(self, cluster: Cluster, endpoint: EndpointState) -> UpstreamHttp | None:
         conns = self._idle.get((cluster.name, endpoint.key))
@@ -169,7 +171,39 @@ class HttpPool:
         hash_key: str | None = None,
     ) -> tuple[UpstreamHttp, bool]:
         """A connection to an endpoint the balancer picks, and whether it was reused.
-        Raises the :mod:`upstream` errors (NoHealthyUpstream, UpstreamConnectError, ...)."""
+
+        At ``maxConnections`` the request waits for a connection to come back, as one of at
+        most ``http1MaxPendingRequests`` pending requests (Envoy's circuit breakers); past
+        that it fails with :class:`UpstreamOverflow` (503 UO).  Raises the :mod:`upstream`
+        errors (NoHealthyUpstream, UpstreamConnectError, ...)."""
+        deadline = time.monotonic() + cluster.connection_pool.connect_timeout
+        while True:
+            try:
+                return await self._acquire(cluster, source_ip, exclude, hash_key)
+            except UpstreamOverflow:
+                limit = cluster.connection_pool.http1_max_pending_requests
+                pending = self._pending.get(cluster.name, 0)
+                left = deadline - time.monotonic()
+                if (limit is not None and pending >= limit) or left <= 0:
+                    raise
+                freed = self._freed.setdefault(cluster.name, asyncio.Event())
+                freed.clear()
+                self._pending[cluster.name] = pending + 1
+                try:
+                    # A released connection wakes us; one closed a moment later is seen on
+                    # the next try, so wake up at least every 50 ms.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(freed.wait(), min(left, 0.05))
+                finally:
+                    self._pending[cluster.name] -= 1
+
+    async def _acquire(
+        self,
+        cluster: Cluster,
+        source_ip: str | None,
+        exclude: Collection[str],
+        hash_key: str | None,
+    ) -> tuple[UpstreamHttp, bool]:
         result = await connect_or_reuse(
             cluster,
             self.states,
@@ -200,6 +234,9 @@ class HttpPool:
         """The exchange is over: give the connection back, or close it."""
         conn.state.release(conn.endpoint)
         conn.exchange = None
+        freed = self._freed.get(cluster.name)
+        if freed is not None:
+            freed.set()
         limit = cluster.connection_pool.max_requests_per_connection
         if not reusable or conn.closed or (limit is not None and conn.requests >= limit):
             conn.close()
