@@ -1,0 +1,270 @@
+"""The upstream side: one response (after any interim ones) to the request just sent."""
+
+from __future__ import annotations
+
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpResponseParser,
+)
+
+from isthmus.proto.http1_events import (
+    DEFAULT_LIMITS,
+    END_OF_MESSAGE,
+    HEAD_SLACK,
+    NAMES,
+    Body,
+    Headers,
+    Limits,
+    ProtocolError,
+    ResponseEvent,
+    ResponseHead,
+    Upgrade,
+    name_key,
+)
+
+_new_head = tuple.__new__
+_SPECIAL = frozenset(("content-length", "transfer-encoding", "connection"))
+_NO_BODY = frozenset((204, 304))
+
+
+class _Stop(Exception):
+    """Raised from a callback when bytes follow the complete response."""
+
+
+class ResponseParser:
+    """Bytes from an upstream in, events out: ``ResponseHead``\\ (s), ``Body``\\ *, the end.
+
+    Made per request, with the request's method: only the method tells whether a response
+    to HEAD has a body. Interim 1xx heads come first (no end event of their own); a 101 ends
+    with ``Upgrade``, anything else with ``EndOfMessage``. A body that runs until the
+    connection closes ends when ``feed_eof`` is called.
+
+    Errors carry 502 (the upstream broke the protocol) or 503 (it closed too early) and
+    Envoy's ``upstream_reset_{before,after}_response_started{...}`` details. Bytes after the
+    complete response are dropped and make ``reusable`` false: such a connection must not
+    carry another request.
+
+    Being on every request's path, it is its own httptools protocol (the ``on_*`` methods are
+    llhttp's callbacks, not API) and keeps its initial state in class attributes, so making
+    one costs three attribute stores and llhttp's allocation.
+    """
+
+    # per response; class-level defaults keep construction cheap
+    _events: list[ResponseEvent]
+    _headers: Headers
+    _specials: Headers
+    _buffer: bytearray  # HEAD only: the head is cut out before llhttp sees it
+    _error: ProtocolError | None = None
+    _final = False  # the final (non-1xx) head was produced
+    _done = False
+    _upgraded = False
+    _extra = False
+    _keep_alive = False
+    _until_eof = False
+    _in_head = False
+    _interim = False
+    _head_bytes = 0  # head bytes received in earlier feeds
+    _feed_len = 0
+    _reason = b""
+
+    def __init__(self, method: str, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._limits = limits
+        self._head_only = method == "HEAD"
+        self._parser = HttpResponseParser(self)
+
+    @property
+    def done(self) -> bool:
+        """The response is complete."""
+        return self._done
+
+    @property
+    def reusable(self) -> bool:
+        """The connection may carry another request: complete, kept alive, nothing extra."""
+        return self._done and self._keep_alive and not self._extra and not self._upgraded
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[ResponseEvent]:
+        """Parse what arrived; return the events it completes, in order."""
+        if self._done or self._error is not None or not data:
+            return self._not_open(data)
+        events: list[ResponseEvent] = []
+        self._events = events
+        self._feed_len = len(data)
+        if self._head_only:
+            self._feed_head_only(data)
+            return events
+        began = self._in_head
+        self._run(data)
+        if self._in_head:
+            self._head_bytes = self._head_bytes + len(data) if began else len(data)
+            if self._head_bytes > self._limits.max_response_headers_bytes + HEAD_SLACK:
+                self._fail(502, "response headers too large", "protocol_error")
+        return events
+
+    def feed_eof(self) -> list[ResponseEvent]:
+        """The upstream closed its side: ends a read-until-close body, or raises."""
+        if self._error is not None:
+            raise self._error
+        if self._done:
+            return []
+        if self._until_eof:
+            self._done = True
+            return [END_OF_MESSAGE]
+        self._events = []
+        self._fail(
+            503, "upstream closed before the response was complete", "connection_termination"
+        )
+        return []  # not reached
+
+    def _not_open(self, data: bytes | bytearray | memoryview) -> list[ResponseEvent]:
+        if self._error is not None:
+            raise self._error
+        if self._upgraded:
+            raise RuntimeError("feed() after Upgrade: those bytes belong to the tunnel")
+        if data:
+            self._extra = True
+        return []
+
+    # --- driving httptools -------------------------------------------------------------------
+    def _feed_head_only(self, data: bytes | bytearray | memoryview) -> None:
+        if not hasattr(self, "_buffer"):
+            self._buffer = bytearray()
+        buffer = self._buffer
+        buffer += data
+        while not self._done:
+            end = buffer.find(b"\r\n\r\n")  # llhttp only accepts CRLF line ends in responses
+            if end < 0:
+                if len(buffer) > self._limits.max_response_headers_bytes + HEAD_SLACK:
+                    self._fail(502, "response headers too large", "protocol_error")
+                return
+            head = bytes(buffer[: end + 4])
+            del buffer[: end + 4]
+            self._run(head)
+        if buffer:
+            self._extra = True
+            buffer.clear()
+
+    def _run(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self._done = self._upgraded = True
+            self._events.append(Upgrade(bytes(data[exc.args[0] :])))
+        except HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Stop):
+                self._extra = True
+            elif isinstance(cause, ProtocolError):
+                self._raise(cause)
+            else:
+                raise
+        except HttpParserError as exc:
+            if self._done:  # llhttp refuses data after "Connection: close"
+                self._extra = True
+            else:
+                self._fail(502, str(exc), "protocol_error")
+
+    def _fail(self, status: int, reason: str, cause: str) -> None:
+        self._raise(ProtocolError(status, reason, cause))
+
+    def _raise(self, error: ProtocolError) -> None:
+        stage = "after" if self._final else "before"
+        error.details = f"upstream_reset_{stage}_response_started{{{error.details}}}"
+        error.events = list(self._events)
+        self._error = error
+        raise error
+
+    # --- httptools callbacks -----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self._done:
+            raise _Stop
+        self._in_head = True
+        self._head_bytes = 0
+        self._reason = b""
+        self._headers = []
+        self._specials = []
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = NAMES.get(name) or name_key(name)
+        header = (key, value.decode("latin-1"))
+        self._headers.append(header)
+        if key in _SPECIAL:
+            self._specials.append(header)
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(Body(body))
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+        elif not self._done and not self._parser.should_upgrade():  # Upgrade will end it
+            self._done = True
+            self._events.append(END_OF_MESSAGE)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        limits = self._limits
+        headers = self._headers
+        self._headers = []  # trailers must not reach the head's list
+        if len(headers) > limits.max_response_headers_count:
+            raise ProtocolError(502, "too many response headers", "protocol_error")
+        max_bytes = limits.max_response_headers_bytes
+        if self._head_bytes + self._feed_len > max_bytes and (
+            sum(len(n) + len(v) for n, v in headers) > max_bytes
+        ):
+            raise ProtocolError(502, "response headers too large", "protocol_error")
+        status = parser.get_status_code()
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise ProtocolError(502, f"unsupported HTTP version {version}", "protocol_error")
+        if not 100 <= status <= 599:
+            raise ProtocolError(502, f"invalid status {status}", "protocol_error")
+        content_length: int | None = None
+        chunked = False
+        connection = ""
+        for name, value in self._specials:
+            if name == "content-length":
+                content_length = int(value)
+            elif name == "transfer-encoding":
+                if chunked or value.rstrip(" \t").lower() != "chunked":
+                    raise ProtocolError(502, "unsupported transfer encoding", "protocol_error")
+                chunked = True
+            else:
+                connection += "," + value.lower()
+        keep_alive = parser.should_keep_alive()
+        interim = status < 200 and status != 101
+        if interim or status == 204:
+            content_length = None
+        if status == 101 and not parser.should_upgrade():
+            raise ProtocolError(502, "101 response without Upgrade", "protocol_error")
+        if self._head_only and not interim:
+            if status == 101:
+                raise ProtocolError(502, "101 response to HEAD", "protocol_error")
+            keep_alive = _keeps_alive(version, connection)
+        reason = self._reason.decode("latin-1")
+        self._events.append(
+            _new_head(
+                ResponseHead,
+                (status, reason, version, headers, keep_alive, content_length, chunked),
+            )
+        )
+        if interim:
+            self._interim = True
+            return
+        self._final = True
+        self._keep_alive = keep_alive
+        if self._head_only:
+            self._done = True
+            self._events.append(END_OF_MESSAGE)
+        else:
+            self._until_eof = not chunked and content_length is None and status not in _NO_BODY
+
+
+def _keeps_alive(version: str, connection: str) -> bool:
+    tokens = {token.strip(" \t") for token in connection.split(",")}
+    return "keep-alive" in tokens if version == "1.0" else "close" not in tokens
