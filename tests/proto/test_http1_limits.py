@@ -147,3 +147,11 @@ def test_http10_without_host_is_fine_and_can_be_refused_like_envoy() -> None:
     assert isinstance(head, RequestHead) and head.host is None
     error = request_error(b"GET / HTTP/1.0\r\n\r\n", Limits(accept_http_10=False))
     assert (error.status, error.details) == (426, "low_version")
+
+
+def test_merge_slashes_can_be_turned_off() -> None:
+    data = b"GET //a//b/../c HTTP/1.1\r\nHost: a\r\n\r\n"
+    (merged, _) = request_events(data)
+    (kept, _) = request_events(data, Limits(merge_slashes=False))
+    assert isinstance(merged, RequestHead) and isinstance(kept, RequestHead)
+    assert (merged.path, kept.path) == ("/a/c", "//a//c")
