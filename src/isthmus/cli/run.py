@@ -39,6 +39,26 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         "--no-splice", action="store_true", help="relay TCP through user space instead of splice(2)"
     )
     p.add_argument("--quiet", action="store_true", help="print only errors")
+    mesh = p.add_argument_group("local outbound proxy (what a sidecar would route)")
+    mesh.add_argument(
+        "--mesh-port",
+        type=int,
+        metavar="PORT",
+        help="serve an explicit HTTP proxy (absolute URIs and CONNECT) routing "
+        "by VirtualServices bound to mesh, Services and ServiceEntries",
+    )
+    mesh.add_argument(
+        "--mesh-bind",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address of the mesh port (127.0.0.1: never an open proxy)",
+    )
+    mesh.add_argument(
+        "--outbound-traffic-policy",
+        choices=("REGISTRY_ONLY", "ALLOW_ANY"),
+        default="REGISTRY_ONLY",
+        help="unknown hosts: refused (502) or reached directly",
+    )
     edge = p.add_argument_group("HTTP edge limits (Envoy's edge best practices)")
     edge.add_argument("--request-headers-timeout", type=float, default=10.0, metavar="S")
     edge.add_argument("--stream-idle-timeout", type=float, default=300.0, metavar="S")
@@ -77,7 +97,14 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         idle_timeout=args.idle_timeout,
         trusted_hops=args.num_trusted_proxies,
     )
-    return ServeOptions(bind=args.bind, use_splice=False if args.no_splice else None, http=http)
+    return ServeOptions(
+        bind=args.bind,
+        use_splice=False if args.no_splice else None,
+        http=http,
+        mesh_port=args.mesh_port,
+        mesh_bind=args.mesh_bind,
+        allow_any=args.outbound_traffic_policy == "ALLOW_ANY",
+    )
 
 
 def report_rejected(result: Build) -> None:
@@ -98,7 +125,7 @@ def raise_open_file_limit() -> None:
 
 def run(args: argparse.Namespace) -> int:
     raise_open_file_limit()
-    result = build(args.paths, identity_from(args))
+    result = build(args.paths, identity_from(args), mesh=args.mesh_port is not None)
     if result.snapshot is None:
         report_rejected(result)
         return 1

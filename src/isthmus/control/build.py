@@ -33,11 +33,17 @@ class Build:
         return lines
 
 
-def build(paths: Sequence[str], identity: GatewayIdentity, version: str | None = None) -> Build:
+def build(
+    paths: Sequence[str],
+    identity: GatewayIdentity,
+    version: str | None = None,
+    *,
+    mesh: bool = False,
+) -> Build:
     loaded = load(paths)
     if loaded.errors:
         return Build(None, loaded.errors, [], loaded.notes)
-    snapshot, diagnostics = translate(loaded.resources, identity, version)
+    snapshot, diagnostics = translate(loaded.resources, identity, version, mesh=mesh)
     diagnostics = locate(diagnostics, loaded.resources)
     if any(d.invalid for d in diagnostics):
         return Build(None, [], diagnostics, loaded.notes)

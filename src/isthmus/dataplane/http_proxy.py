@@ -51,6 +51,14 @@ class HttpSettings:
     trusted_hops: int = 0
 
 
+@dataclass(frozen=True)
+class MeshMode:
+    """The connection is the local explicit proxy: mesh routes, CONNECT tunnels, and
+    ``outboundTrafficPolicy`` (``allow_any`` = ALLOW_ANY, else REGISTRY_ONLY)."""
+
+    allow_any: bool = False
+
+
 @dataclass
 class HttpContext:
     """What every connection of one gateway shares."""
@@ -66,8 +74,15 @@ class HttpContext:
 
 class DownstreamHttp(asyncio.Protocol):
     def __init__(
-        self, ctx: HttpContext, listener: str, chain: str, scheme: str, gateway_port: int
+        self,
+        ctx: HttpContext,
+        listener: str,
+        chain: str,
+        scheme: str,
+        gateway_port: int,
+        mesh: MeshMode | None = None,
     ) -> None:
+        self.mesh = mesh
         self.ctx = ctx
         self.gateway = ctx.gateway
         self.pool = ctx.pool
@@ -100,6 +115,8 @@ class DownstreamHttp(asyncio.Protocol):
         return self.ctx.draining
 
     def route_table(self, snapshot: Snapshot) -> HttpConnectionManager | None:
+        if self.mesh is not None:
+            return HttpConnectionManager(snapshot.mesh.route_config) if snapshot.mesh else None
         return route_table_of(snapshot, self.listener, self.chain)
 
     # connection lifecycle ---------------------------------------------------------------------

@@ -39,6 +39,7 @@ from isthmus.snapshot.simulate import select_route
 from isthmus.snapshot.types import (
     Cluster,
     DirectResponseAction,
+    Endpoint,
     ForwardAction,
     HttpConnectionManager,
     RedirectAction,
@@ -96,13 +97,17 @@ async def handle_request(conn: DownstreamHttp, head: RequestHead, body: RequestB
     snapshot = conn.gateway.snapshot  # read once, at the request's headers
     hcm = conn.route_table(snapshot)
     if head.method == "CONNECT":
-        return _reply(conn, lr.CONNECT_REFUSED, head)
+        if conn.mesh is None:
+            return _reply(conn, lr.CONNECT_REFUSED, head)
+        return await _tunnel(conn, snapshot, head)
     if hcm is None:
         return _reply(conn, lr.NO_ROUTE, head)
     authority = head.host or ""
     vhost = hcm.route_config.find_virtual_host(authority)
     if vhost is None:
-        return _reply(conn, lr.NO_ROUTE, head)
+        if conn.mesh is not None and conn.mesh.allow_any:
+            return await _passthrough(conn, head, body, authority)
+        return _reply(conn, lr.NO_ROUTE if conn.mesh is None else lr.BLACKHOLE, head)
     if vhost.require_tls and conn.scheme == "http":
         location = https_redirect_location(authority, head.path, head.query)
         return _send(conn, head, 301, extra=[("location", location)], content_type=None)
@@ -408,7 +413,8 @@ async def _respond(
     body_sent = sender is None or sender.done()
     if sender is not None and not sender.done():
         sender.cancel()
-    reusable = complete and response.keep_alive and body_sent
+    parser = upstream.parser  # reusable: keep-alive *and* no stray bytes after the response
+    reusable = complete and body_sent and parser is not None and parser.reusable
     conn.pool.release(cluster, upstream, reusable)
     if not complete:
         return Outcome(False)  # the upstream reset mid-body: the client must see it end badly
@@ -467,6 +473,81 @@ class _DiscardExchange:
 
     def on_upstream_writable(self, writable: bool) -> None:
         pass
+
+
+def _passthrough_cluster(authority: str, default_port: int) -> Cluster:
+    """ALLOW_ANY: an unknown host is reached directly, resolved by DNS (Istio's
+    PassthroughCluster)."""
+    from isthmus.dataplane.routing import split_host_port
+
+    host, port = split_host_port(authority)
+    number = int(port) if port else default_port
+    return Cluster(
+        name=f"PassthroughCluster|{host}:{number}",
+        service=host,
+        port=number,
+        subset="",
+        type="ORIGINAL_DST",
+        endpoints=(Endpoint(host.strip("[]"), number, resolve=True),),
+    )
+
+
+async def _passthrough(
+    conn: DownstreamHttp, head: RequestHead, body: RequestBody, authority: str
+) -> Outcome:
+    cluster = _passthrough_cluster(authority, 80)
+    dest = WeightedCluster(cluster.name, 100, 1.0)
+    action = ForwardAction((dest,))
+    target = f"{head.path}?{head.query}" if head.query else head.path
+    headers, client_ip = upstream_request_headers(
+        head.headers,
+        peer_ip=conn.peer_ip,
+        scheme="http",
+        request_id=str(uuid.uuid4()),
+        trusted_hops=conn.settings.trusted_hops,
+    )
+    if head.chunked:
+        headers.append(("transfer-encoding", "chunked"))
+    elif head.content_length is not None:
+        headers.append(("content-length", str(head.content_length)))
+    return await _attempts(
+        conn, head, body, cluster, dest, action, target, headers, client_ip, None
+    )
+
+
+async def _tunnel(conn: DownstreamHttp, snapshot: Snapshot, head: RequestHead) -> Outcome:
+    """CONNECT on the mesh port: a TCP tunnel to the service's endpoints (or, with ALLOW_ANY,
+    to the named host)."""
+    from isthmus.dataplane.relay import relay_transport_to_socket
+    from isthmus.dataplane.upstream import UpstreamError, connect_upstream
+
+    assert conn.mesh is not None
+    authority = (head.host or head.target).lower()
+    mesh = snapshot.mesh
+    dests = mesh.tcp.get(authority) if mesh is not None else None
+    cluster: Cluster | None
+    if dests:
+        cluster = snapshot.clusters.get(pick_weighted(dests, conn.rng).cluster)
+    elif conn.mesh.allow_any:
+        cluster = _passthrough_cluster(authority, 443)
+    else:
+        return _reply(conn, lr.BLACKHOLE, head)
+    if cluster is None:
+        return _reply(conn, lr.NO_CLUSTER, head)
+    try:
+        upstream = await connect_upstream(cluster, conn.pool.states, conn.peer_ip)
+    except UpstreamError as exc:
+        reply = lr.NO_HEALTHY_UPSTREAM
+        if isinstance(exc, UpstreamConnectError):
+            reply = lr.connect_failure(exc.local_reply_body)
+        return _reply(conn, reply, head)
+    conn.write(b"HTTP/1.1 200 Connection established\r\nserver: istio-envoy\r\n\r\n")
+    conn.note_response(200, "")
+    conn.reading_paused = False  # the relay owns reading from here on
+    with upstream:
+        sock = upstream.sock
+        await relay_transport_to_socket(conn.transport, sock, to_upstream=conn.upgrade_rest)
+    return Outcome(False, upgraded=True)
 
 
 def route_table_of(snapshot: Snapshot, listener: str, chain: str) -> HttpConnectionManager | None:

@@ -29,6 +29,8 @@ OVERFLOW = LocalReply(
     "upstream_reset_before_response_started{overflow}",
 )
 CONNECT_REFUSED = LocalReply(403, b"", "NR", "connect_not_allowed")
+# outboundTrafficPolicy REGISTRY_ONLY: unknown hosts go to Istio's BlackHoleCluster.
+BLACKHOLE = LocalReply(502, b"", "NR", "blackhole_cluster")
 
 
 def connect_failure(body: str) -> LocalReply:

@@ -330,3 +330,31 @@ class _TransportRelay(RelayEngine):
                 if sock is not None:
                     set_reset_on_close(sock)
             side.transport.abort()
+
+
+async def relay_transport_to_socket(
+    client: asyncio.Transport,
+    upstream: socket.socket,
+    *,
+    to_upstream: bytes = b"",
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    idle_timeout: float | None = None,
+) -> RelayStats:
+    """Relay an open client transport (an HTTP CONNECT, a terminated TLS connection) with a
+    freshly connected upstream socket; the socket is adopted without losing early bytes."""
+    loop = asyncio.get_running_loop()
+    upstream.setblocking(False)
+    try:
+        transport, parked = await loop.connect_accepted_socket(_Parked, upstream)
+    except BaseException:
+        upstream.close()
+        client.abort()
+        raise
+    return await relay_transports(
+        client,
+        transport,
+        buffer_size=buffer_size,
+        idle_timeout=idle_timeout,
+        to_upstream=to_upstream,
+        to_client=bytes(parked.early),
+    )

@@ -12,7 +12,13 @@ import socket
 from dataclasses import dataclass, field
 
 from isthmus.dataplane.balancer import ClusterStates
-from isthmus.dataplane.http_proxy import DownstreamHttp, HttpContext, HttpSettings, close_idle
+from isthmus.dataplane.http_proxy import (
+    DownstreamHttp,
+    HttpContext,
+    HttpSettings,
+    MeshMode,
+    close_idle,
+)
 from isthmus.dataplane.http_upstream import HttpPool
 from isthmus.dataplane.tcp_proxy import proxy_tcp
 from isthmus.snapshot.simulate import select_filter_chain
@@ -42,6 +48,9 @@ class ServeOptions:
     bind: str | None = None
     use_splice: bool | None = None
     http: HttpSettings = field(default_factory=HttpSettings)
+    mesh_port: int | None = None
+    mesh_bind: str = "127.0.0.1"
+    allow_any: bool = False
 
 
 def listener_kind(listener: Listener) -> str | None:
@@ -111,6 +120,39 @@ class Gateway:
                 bound.server = await self._serve_http(served, bound.sock)
             else:
                 loop.add_reader(bound.sock.fileno(), self._accept, bound)
+        if self.options.mesh_port is not None:
+            await self._serve_mesh()
+
+    async def _serve_mesh(self) -> None:
+        """The local explicit proxy (``--mesh-port``): 127.0.0.1 unless told otherwise, so it
+        is never an open proxy."""
+        port = self.options.mesh_port
+        assert port is not None
+        address = self.options.mesh_bind
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, port))
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise BindError("mesh", address, port, exc) from exc
+        ctx = self._http_context()
+        mode = MeshMode(allow_any=self.options.allow_any)
+
+        def factory() -> DownstreamHttp:
+            return DownstreamHttp(ctx, "mesh", "mesh", "http", port, mode)
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(factory, sock=sock, backlog=BACKLOG)
+        self._bound["mesh"] = _Bound("mesh", sock, server)
+
+    def _http_context(self) -> HttpContext:
+        if self.http is None:
+            self.http = HttpContext(self, HttpPool(self.clusters), self.options.http, rng=self.rng)
+        return self.http
 
     async def _serve_http(self, listener: Listener, sock: socket.socket) -> asyncio.AbstractServer:
         if self.http is None:

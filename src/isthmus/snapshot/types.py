@@ -355,11 +355,25 @@ class Listener:
 
 
 @dataclass(frozen=True, slots=True)
+class MeshOutbound:
+    """What a sidecar would route, for the local explicit proxy (``run --mesh-port``).
+
+    ``route_config`` has a virtual host per service (``host``, ``host:port`` and the short
+    names), its default route to the service's cluster replaced by VirtualServices bound to
+    ``mesh``; ``tcp`` maps ``host:port`` to the destinations of a CONNECT tunnel.
+    """
+
+    route_config: RouteConfiguration
+    tcp: Mapping[str, tuple[WeightedCluster, ...]]
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     version: str
     listeners: tuple[Listener, ...]
     clusters: Mapping[str, Cluster]
     gateways: tuple[ResourceRef, ...] = ()
+    mesh: MeshOutbound | None = None
 
     def listener(self, name: str) -> Listener | None:
         for listener in self.listeners:

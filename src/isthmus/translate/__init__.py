@@ -14,6 +14,7 @@ from isthmus.translate.diagnostics import Diagnostic
 from isthmus.translate.gateways import gateway_services, place_servers, selected_gateways
 from isthmus.translate.identity import GatewayIdentity
 from isthmus.translate.listeners import ListenerBuilder
+from isthmus.translate.mesh import build_mesh
 from isthmus.translate.registry import Registry
 from isthmus.translate.routes import RouteBuilder
 
@@ -21,8 +22,13 @@ __all__ = ["Diagnostic", "GatewayIdentity", "translate"]
 
 
 def translate(
-    resources: ResourceSet, identity: GatewayIdentity | None = None, version: str | None = None
+    resources: ResourceSet,
+    identity: GatewayIdentity | None = None,
+    version: str | None = None,
+    *,
+    mesh: bool = False,
 ) -> tuple[Snapshot, list[Diagnostic]]:
+    """``mesh`` also builds the outbound routes of the local explicit proxy (``--mesh-port``)."""
     identity = identity or GatewayIdentity()
     registry = Registry.build(resources)
     clusters = ClusterBuilder(registry, identity.namespace)
@@ -31,6 +37,7 @@ def translate(
     groups, diagnostics = place_servers(gateways, gateway_services(resources, identity), identity)
     listeners = ListenerBuilder(resources, identity, routes)
     built = tuple(listeners.build(group) for group in groups)
+    outbound = build_mesh(resources, registry, clusters, routes) if mesh else None
     for extra in (listeners.diagnostics, routes.diagnostics, clusters.diagnostics):
         for diag in extra:
             if diag not in diagnostics:
@@ -40,6 +47,7 @@ def translate(
         listeners=built,
         clusters=dict(clusters.clusters),
         gateways=tuple(g.ref for g in gateways),
+        mesh=outbound,
     )
     return snapshot, diagnostics
 
