@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Collection, Sequence
 from typing import Protocol, cast
 
 from isthmus.dataplane.balancer import ClusterState, ClusterStates, EndpointState
-from isthmus.dataplane.upstream import UpstreamConnection, UpstreamOverflow, connect_or_reuse
+from isthmus.dataplane.tls_cache import ContextCache
+from isthmus.dataplane.tls_context import check_peer
+from isthmus.dataplane.tls_errors import TLSConfigError
+from isthmus.dataplane.upstream import (
+    ConnectFailure,
+    UpstreamConnectError,
+    UpstreamConnection,
+    UpstreamOverflow,
+    connect_or_reuse,
+)
 from isthmus.proto.http1 import (
     Body,
     EndOfMessage,
@@ -146,8 +156,9 @@ class UpstreamHttp(asyncio.Protocol):
 class HttpPool:
     """Idle upstream connections by cluster and endpoint."""
 
-    def __init__(self, states: ClusterStates) -> None:
+    def __init__(self, states: ClusterStates, tls: ContextCache | None = None) -> None:
         self.states = states
+        self.tls = tls or ContextCache()
         self._idle: dict[tuple[str, str], list[UpstreamHttp]] = {}
         self._pending: dict[str, int] = {}
         self._freed: dict[str, asyncio.Event] = {}
@@ -219,15 +230,44 @@ class HttpPool:
         return await self._wrap(cluster, result), False
 
     async def _wrap(self, cluster: Cluster, conn: UpstreamConnection) -> UpstreamHttp:
+        """Adopt the socket; with DestinationRule ``tls`` SIMPLE/MUTUAL, originate TLS."""
         loop = asyncio.get_running_loop()
         state = conn.cluster_state
+        context: ssl.SSLContext | None = None
+        sni: str | None = None
         try:
-            _transport, protocol = await loop.create_connection(
-                lambda: UpstreamHttp(cluster.name, conn.endpoint_state, state), sock=conn.sock
+            if cluster.tls is not None:
+                context, sni = self.tls.get_client(
+                    cluster.tls, host=cluster.service, alpn=("http/1.1",)
+                )
+            transport, protocol = await loop.create_connection(
+                lambda: UpstreamHttp(cluster.name, conn.endpoint_state, state),
+                sock=conn.sock,
+                ssl=context,
+                server_hostname=(sni or None) if context is not None else None,
+                ssl_handshake_timeout=(
+                    cluster.connection_pool.connect_timeout if context is not None else None
+                ),
             )
+        except (TLSConfigError, ssl.SSLError, OSError, TimeoutError) as exc:
+            conn.close()
+            if context is None and not isinstance(exc, TLSConfigError):
+                raise
+            failure = ConnectFailure(conn.endpoint_state.key, "TLS error", None, str(exc))
+            raise UpstreamConnectError(cluster.name, (failure,)) from exc
         except BaseException:
             conn.close()
             raise
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and not check_peer(ssl_object):
+            transport.abort()
+            failure = ConnectFailure(
+                conn.endpoint_state.key,
+                "TLS error",
+                None,
+                "server certificate matches none of the subjectAltNames",
+            )
+            raise UpstreamConnectError(cluster.name, (failure,))
         return protocol
 
     def release(self, cluster: Cluster, conn: UpstreamHttp, reusable: bool) -> None:

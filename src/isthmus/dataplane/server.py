@@ -20,7 +20,9 @@ from isthmus.dataplane.http_proxy import (
     close_idle,
 )
 from isthmus.dataplane.http_upstream import HttpPool
-from isthmus.dataplane.tcp_proxy import proxy_tcp
+from isthmus.dataplane.tcp_proxy import TcpContext, proxy_tcp
+from isthmus.dataplane.tls_cache import ContextCache
+from isthmus.dataplane.tls_listener import serve_tls_connection
 from isthmus.snapshot.simulate import select_filter_chain
 from isthmus.snapshot.types import HttpConnectionManager, Listener, Snapshot, TcpProxy
 
@@ -54,11 +56,12 @@ class ServeOptions:
 
 
 def listener_kind(listener: Listener) -> str | None:
-    """``tcp`` or ``http`` for the plain-text listeners this build serves, else None (TLS
-    listeners come with the TLS issue)."""
+    """``tcp``, ``http`` or ``tls`` (SNI-inspected: passthrough or terminated)."""
     chains = listener.filter_chains
-    if not chains or any(fc.transport != "raw_buffer" or fc.tls for fc in chains):
+    if not chains:
         return None
+    if any(fc.transport != "raw_buffer" or fc.tls for fc in chains):
+        return "tls"
     if all(isinstance(fc.application, TcpProxy) for fc in chains):
         return "tcp"
     if len(chains) == 1 and isinstance(chains[0].application, HttpConnectionManager):
@@ -88,6 +91,15 @@ class Gateway:
     _bound: dict[str, _Bound] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     http: HttpContext | None = None
+    tls_contexts: ContextCache = field(default_factory=ContextCache)
+    _tcp: TcpContext | None = None
+
+    def tcp_context(self) -> TcpContext:
+        if self._tcp is None:
+            self._tcp = TcpContext(
+                self.clusters, self.rng, self.options.use_splice, self.tls_contexts
+            )
+        return self._tcp
 
     def addresses(self) -> dict[str, tuple[str, int]]:
         """Listener name → the address actually bound (port 0 in tests becomes real)."""
@@ -139,7 +151,7 @@ class Gateway:
         except OSError as exc:
             sock.close()
             raise BindError("mesh", address, port, exc) from exc
-        ctx = self._http_context()
+        ctx = self.http_context()
         mode = MeshMode(allow_any=self.options.allow_any)
 
         def factory() -> DownstreamHttp:
@@ -149,15 +161,14 @@ class Gateway:
         server = await loop.create_server(factory, sock=sock, backlog=BACKLOG)
         self._bound["mesh"] = _Bound("mesh", sock, server)
 
-    def _http_context(self) -> HttpContext:
+    def http_context(self) -> HttpContext:
         if self.http is None:
-            self.http = HttpContext(self, HttpPool(self.clusters), self.options.http, rng=self.rng)
+            pool = HttpPool(self.clusters, self.tls_contexts)
+            self.http = HttpContext(self, pool, self.options.http, rng=self.rng)
         return self.http
 
     async def _serve_http(self, listener: Listener, sock: socket.socket) -> asyncio.AbstractServer:
-        if self.http is None:
-            self.http = HttpContext(self, HttpPool(self.clusters), self.options.http, rng=self.rng)
-        ctx = self.http
+        ctx = self.http_context()
         chain = listener.filter_chains[0].name
         name, port = listener.name, listener.gateway_port
 
@@ -196,6 +207,10 @@ class Gateway:
     def _spawn(self, conn: socket.socket, peer: tuple[str, int], name: str) -> None:
         snapshot = self.snapshot  # read once: the connection finishes on this snapshot
         listener = snapshot.listener(name)
+        if listener is not None and listener_kind(listener) == "tls":
+            conn.setblocking(False)
+            self._track(asyncio.ensure_future(serve_tls_connection(self, conn, peer, name)))
+            return
         chain = select_filter_chain(listener, False, None) if listener else None
         if listener is None or chain is None or not isinstance(chain.application, TcpProxy):
             conn.close()
@@ -210,11 +225,12 @@ class Gateway:
                 listener.gateway_port,
                 chain.application,
                 snapshot,
-                self.clusters,
-                self.rng,
-                self.options.use_splice,
+                self.tcp_context(),
             )
         )
+        self._track(task)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
