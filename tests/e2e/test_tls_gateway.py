@@ -339,3 +339,119 @@ spec:
             old.sendall(build_request("/still-open", host="rotate.example.com"))
             assert read_response(old).status == 200  # type: ignore[arg-type]
             old.close()
+
+
+def test_auto_passthrough_routes_by_istio_sni(ca: CertAuthority, tmp_path: Path) -> None:
+    port = free_port()
+    v1 = ca.issue("v1", dns=["reviews.default.svc.cluster.local"])
+    with thread_server(tls_echo_server(v1, "V1")) as backend:
+        (tmp_path / "c.yaml").write_text(
+            f"""---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: cross-network, namespace: istio-system}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {port}, name: tls, protocol: TLS}}
+    hosts: ["*.local"]
+    tls: {{mode: AUTO_PASSTHROUGH}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: default}}
+spec:
+  host: reviews
+  subsets: [{{name: v1, labels: {{version: v1}}}}]
+"""
+            + http_service("reviews", [(backend.port, "v1")], port=9080)
+        )
+        with isthmus_run(tmp_path):
+            context = ssl.create_default_context(cafile=str(ca.path))
+            context.check_hostname = False
+            sni = "outbound_.9080_.v1_.reviews.default.svc.cluster.local"
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname=sni) as s,
+            ):
+                s.sendall(b"hi")
+                assert s.recv(64) == b"V1:hi"
+            with (
+                pytest.raises((ssl.SSLError, ConnectionError, OSError)),
+                socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname="outbound_.9080_.v9_.reviews.x"),
+            ):
+                pass
+
+
+def test_istio_mutual_needs_a_ca_flag(ca: CertAuthority, tmp_path: Path) -> None:
+    port = free_port()
+    leaf = ca.issue("secure", dns=["secure.example.com"])
+    client = ca.issue("workload", client=True)
+    with background() as bg:
+        backend = bg.run(start_http_echo(0, "app")).sockets[0].getsockname()[1]
+        text = mutual_config(port, leaf, ca, backend, "ISTIO_MUTUAL")
+        (tmp_path / "c.yaml").write_text(text)
+        refused = pytest.raises((ssl.SSLError, ConnectionError, OSError))
+        with isthmus_run(tmp_path) as gw, refused:
+            https_get(port, "secure.example.com", ca, cert=client)
+        assert "ISTIO_MUTUAL needs Istio's mesh CA" in "".join(gw.output)
+        with isthmus_run(tmp_path, "--istio-ca", str(ca.path)):
+            assert https_get(port, "secure.example.com", ca, cert=client)[0] == 200
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                https_get(port, "secure.example.com", ca)
+
+
+def test_mutual_origination_with_credential_name(ca: CertAuthority, tmp_path: Path) -> None:
+    port = free_port()
+    server = ca.issue("backend", dns=["backend.internal"])
+    client = ca.issue("gateway-client", client=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca.path))
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_cert_chain(str(server.cert_path), str(server.key_path))
+    peers: list[str] = []
+
+    def https_backend(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True) as s:
+            peers.append(dict(x[0] for x in s.getpeercert()["subject"])["commonName"])
+            reader = s.makefile("rb")
+            while reader.readline() not in (b"\r\n", b""):
+                pass
+            s.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+    with thread_server(https_backend) as backend:
+        (tmp_path / "c.yaml").write_text(
+            f"""---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: istio-system}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {port}, name: http, protocol: HTTP}}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: vs, namespace: default}}
+spec:
+  hosts: ["*"]
+  gateways: [istio-system/gw]
+  http:
+  - route: [{{destination: {{host: app, port: {{number: 443}}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: app, namespace: default}}
+spec:
+  host: app
+  trafficPolicy:
+    tls: {{mode: MUTUAL, credentialName: client-credential, sni: backend.internal}}
+"""
+            + tls_secret("client-credential", "istio-system", client, ca.pem)
+            + http_service("app", [(backend.port, "v1")], port=443)
+        )
+        with isthmus_run(tmp_path), socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(build_request("/", host="x"))
+            assert read_response(s).status == 200
+    assert peers == ["gateway-client"]

@@ -16,6 +16,7 @@ from isthmus.control.build import Build, build
 from isthmus.dataplane.http_proxy import HttpSettings
 from isthmus.dataplane.server import BindError, Gateway, ServeOptions
 from isthmus.proto.http1 import Limits
+from isthmus.snapshot.types import Snapshot
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,6 +40,12 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         "--no-splice", action="store_true", help="relay TCP through user space instead of splice(2)"
     )
     p.add_argument("--quiet", action="store_true", help="print only errors")
+    p.add_argument(
+        "--istio-ca",
+        metavar="PATH",
+        help="CA bundle standing in for Istio's mesh CA, so Gateway servers in "
+        "ISTIO_MUTUAL mode can verify client certificates",
+    )
     mesh = p.add_argument_group("local outbound proxy (what a sidecar would route)")
     mesh.add_argument(
         "--mesh-port",
@@ -104,7 +111,22 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         mesh_port=args.mesh_port,
         mesh_bind=args.mesh_bind,
         allow_any=args.outbound_traffic_policy == "ALLOW_ANY",
+        istio_ca=args.istio_ca,
     )
+
+
+def istio_mutual_problems(snapshot: Snapshot, istio_ca: str | None) -> list[str]:
+    """ISTIO_MUTUAL verifies clients against Istio's mesh CA, which isthmus does not have."""
+    if istio_ca:
+        return []
+    return [
+        f"isthmus: listener {listener.name} filter chain {chain.name}: ISTIO_MUTUAL needs "
+        "Istio's mesh CA to verify client certificates; pass --istio-ca PATH (the mesh root "
+        "certificate) or use MUTUAL with your own CA. Handshakes on it are refused."
+        for listener in snapshot.listeners
+        for chain in listener.filter_chains
+        if chain.tls is not None and chain.tls.mode == "ISTIO_MUTUAL"
+    ]
 
 
 def report_rejected(result: Build) -> None:
@@ -132,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         for line in summarize(result.snapshot, result.diagnostics, args.paths):
             print(line, flush=True)
+    for line in istio_mutual_problems(result.snapshot, args.istio_ca):
+        print(line, file=sys.stderr, flush=True)
     gateway = Gateway(result.snapshot, serve_options(args))
     try:
         return run_loop(serve(gateway, args.drain_seconds, args.quiet))

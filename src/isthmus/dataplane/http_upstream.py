@@ -237,8 +237,9 @@ class HttpPool:
         sni: str | None = None
         try:
             if cluster.tls is not None:
+                secret = dict(cluster.tls.secret) if cluster.tls.secret else None
                 context, sni = self.tls.get_client(
-                    cluster.tls, host=cluster.service, alpn=("http/1.1",)
+                    cluster.tls, host=cluster.service, alpn=("http/1.1",), secret=secret
                 )
             transport, protocol = await loop.create_connection(
                 lambda: UpstreamHttp(cluster.name, conn.endpoint_state, state),

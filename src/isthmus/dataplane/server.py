@@ -50,6 +50,7 @@ class ServeOptions:
     bind: str | None = None
     use_splice: bool | None = None
     http: HttpSettings = field(default_factory=HttpSettings)
+    istio_ca: str | None = None
     mesh_port: int | None = None
     mesh_bind: str = "127.0.0.1"
     allow_any: bool = False
@@ -91,7 +92,7 @@ class Gateway:
     _bound: dict[str, _Bound] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     http: HttpContext | None = None
-    tls_contexts: ContextCache = field(default_factory=ContextCache)
+    tls_contexts: ContextCache = field(init=False)
     _tcp: TcpContext | None = None
 
     def tcp_context(self) -> TcpContext:
@@ -100,6 +101,9 @@ class Gateway:
                 self.clusters, self.rng, self.options.use_splice, self.tls_contexts
             )
         return self._tcp
+
+    def __post_init__(self) -> None:
+        self.tls_contexts = ContextCache(istio_ca=self.options.istio_ca)
 
     def addresses(self) -> dict[str, tuple[str, int]]:
         """Listener name → the address actually bound (port 0 in tests becomes real)."""

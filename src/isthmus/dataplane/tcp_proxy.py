@@ -67,7 +67,8 @@ async def _originate(
     assert cluster.tls is not None
     loop = asyncio.get_running_loop()
     try:
-        context, sni = ctx.tls.get_client(cluster.tls, host=cluster.service)
+        secret = dict(cluster.tls.secret) if cluster.tls.secret else None
+        context, sni = ctx.tls.get_client(cluster.tls, host=cluster.service, secret=secret)
         transport, parked = await loop.create_connection(
             _Parked,
             sock=upstream.sock,
@@ -116,6 +117,13 @@ async def proxy_tcp(
     under.  No route, a missing cluster or no reachable endpoint closes it without a byte, as
     Envoy does (response flags NR, NC, UH/UF)."""
     cluster = _route(proxy, snapshot, gateway_port, peer, local, sni, ctx.rng)
+    await proxy_to_cluster(conn, peer, cluster, ctx)
+
+
+async def proxy_to_cluster(
+    conn: socket.socket, peer: tuple[str, int], cluster: Cluster | None, ctx: TcpContext
+) -> None:
+    """Connect to ``cluster`` and relay; no cluster or no endpoint closes the client."""
     upstream = await _connect(cluster, ctx, peer[0]) if cluster is not None else None
     if cluster is None or upstream is None:
         conn.close()

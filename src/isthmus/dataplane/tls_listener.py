@@ -11,12 +11,12 @@ import ssl
 from typing import TYPE_CHECKING, cast
 
 from isthmus.dataplane.http_proxy import DownstreamHttp
-from isthmus.dataplane.tcp_proxy import proxy_tcp, proxy_tcp_transport
+from isthmus.dataplane.tcp_proxy import proxy_tcp, proxy_tcp_transport, proxy_to_cluster
 from isthmus.dataplane.tls_context import check_peer
 from isthmus.dataplane.tls_errors import TLSConfigError
 from isthmus.proto.tls_hello import ClientHelloError, parse_client_hello
 from isthmus.snapshot.simulate import select_filter_chain
-from isthmus.snapshot.types import HttpConnectionManager, TcpProxy
+from isthmus.snapshot.types import HttpConnectionManager, TcpProxy, cluster_for_sni
 
 if TYPE_CHECKING:
     from isthmus.dataplane.server import Gateway
@@ -101,6 +101,11 @@ async def serve_tls_connection(
     app = chain.application
     local = conn.getsockname()
     tcp_ctx = gateway.tcp_context()
+    if chain.auto_passthrough:
+        name = cluster_for_sni(sni) if sni else None
+        cluster = snapshot.clusters.get(name) if name else None
+        await proxy_to_cluster(conn, peer, cluster, tcp_ctx)
+        return
     if chain.tls is None:
         assert isinstance(app, TcpProxy)
         await proxy_tcp(conn, peer, local, listener.gateway_port, app, snapshot, tcp_ctx, sni)

@@ -90,6 +90,8 @@ class UpstreamTls:
     credential_name: str | None = None
     subject_alt_names: tuple[str, ...] = ()
     insecure_skip_verify: bool = False
+    secret: tuple[tuple[str, bytes], ...] = ()
+    """``credentialName``'s content (cert, key, ca), read from the gateway's namespace."""
 
 
 ClusterType = Literal["EDS", "STRICT_DNS", "LOGICAL_DNS", "STATIC", "ORIGINAL_DST"]
@@ -115,6 +117,19 @@ class Cluster:
 
 def cluster_name(port: int, subset: str, host: str) -> str:
     return f"outbound|{port}|{subset}|{host}"
+
+
+def cluster_for_sni(sni: str) -> str | None:
+    """Istio's AUTO_PASSTHROUGH SNI ``outbound_.9080_.v1_.reviews.ns.svc.cluster.local`` as
+    the cluster name ``outbound|9080|v1|reviews.ns.svc.cluster.local``."""
+    parts = sni.split("_.", 3)
+    if len(parts) != 4 or parts[0] != "outbound" or not parts[1].isdigit():
+        return None
+    subset = "" if parts[2] == "_" else parts[2]
+    host = parts[3]
+    if parts[2] == "" and host.startswith("."):
+        host = host[1:]
+    return cluster_name(int(parts[1]), subset, host)
 
 
 # --- routes ----------------------------------------------------------------------------------
@@ -335,6 +350,8 @@ class FilterChain:
     tls: DownstreamTls | None = None
     https_redirect: bool = False
     origins: tuple[ResourceRef, ...] = ()
+    auto_passthrough: bool = False
+    """AUTO_PASSTHROUGH: the SNI ``outbound_.PORT_.SUBSET_.HOST`` names the cluster."""
 
 
 @dataclass(frozen=True, slots=True)

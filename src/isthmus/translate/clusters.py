@@ -68,6 +68,27 @@ class ClusterBuilder:
         self.clusters[name] = cluster
         return name
 
+    def all_services(self) -> None:
+        """Every service port and DestinationRule subset as a cluster (AUTO_PASSTHROUGH may
+        name any of them in its SNI)."""
+        for host, info in self.registry.services.items():
+            if host.startswith("*"):
+                continue
+            rule = self.registry.destination_rule(host, self.client_namespace)
+            subsets = [s.name for s in rule.spec.subsets] if rule else []
+            for port in info.ports:
+                for subset in ["", *subsets]:
+                    name = cluster_name(port.port, subset, host)
+                    if name not in self.clusters:
+                        built = self._build(name, host, info, port, subset, info.origin, "")
+                        if built is not None:
+                            self.clusters[name] = built
+
+    def _tls(self, tls: ClientTLSSettings | None) -> UpstreamTls | None:
+        if tls is None or tls.mode == "DISABLE":
+            return None
+        return _upstream_tls(tls, _tls_secret(self, tls))
+
     def _add(self, diag: Diagnostic) -> None:
         if diag not in self.diagnostics:
             self.diagnostics.append(diag)
@@ -147,10 +168,24 @@ class ClusterBuilder:
             load_balancer=_load_balancer(merged.load_balancer),
             connection_pool=_connection_pool(merged.connection_pool),
             outlier_detection=_outlier(merged.outlier_detection),
-            tls=_tls(merged.tls),
+            tls=self._tls(merged.tls),
             service_origin=info.origin,
             policy_origin=rule.ref if rule else None,
         )
+
+
+def _tls_secret(builder: ClusterBuilder, tls: ClientTLSSettings) -> tuple[tuple[str, bytes], ...]:
+    """``credentialName`` of an originating DestinationRule, read from the gateway workload's
+    namespace like the Gateway's own credentials."""
+    from isthmus.translate.credentials import credential_material, find_secret, secret_name
+
+    if not tls.credential_name:
+        return ()
+    found = find_secret(
+        builder.registry.resources, builder.client_namespace, secret_name(tls.credential_name)
+    )
+    material = credential_material(found) if found is not None else None
+    return tuple(sorted((material or {}).items()))
 
 
 @dataclass
@@ -236,9 +271,7 @@ def _outlier(od: OutlierSpec | None) -> OutlierDetection | None:
     )
 
 
-def _tls(tls: ClientTLSSettings | None) -> UpstreamTls | None:
-    if tls is None or tls.mode == "DISABLE":
-        return None
+def _upstream_tls(tls: ClientTLSSettings, secret: tuple[tuple[str, bytes], ...]) -> UpstreamTls:
     return UpstreamTls(
         mode=tls.mode,
         sni=tls.sni,
@@ -248,4 +281,5 @@ def _tls(tls: ClientTLSSettings | None) -> UpstreamTls | None:
         credential_name=tls.credential_name,
         subject_alt_names=tuple(tls.subject_alt_names),
         insecure_skip_verify=bool(tls.insecure_skip_verify),
+        secret=secret,
     )

@@ -161,15 +161,16 @@ class ListenerBuilder:
                     add(chain, server)
                 continue
             if server.kind == "auto_passthrough":
-                self.diagnostics.append(
-                    d.info(
-                        d.UNSUPPORTED,
-                        server.gateway.ref,
-                        f"{server.path}.tls.mode",
-                        "AUTO_PASSTHROUGH routes SNI outbound_.PORT_.SUBSET_.HOST; "
-                        "isthmus serves it once TLS passthrough lands",
-                    )
+                self.routes.clusters.all_services()
+                chain = FilterChain(
+                    f"auto_passthrough.{server.gateway_port}",
+                    TcpProxy(()),
+                    (),
+                    "tls",
+                    origins=(server.gateway.ref,),
+                    auto_passthrough=True,
                 )
+                add(chain, server)
                 continue
             tls, diags = downstream_tls(server, self.resources, self.identity)
             self.diagnostics.extend(diags)
