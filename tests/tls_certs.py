@@ -68,7 +68,8 @@ class Leaf:
     @property
     def serial_hex(self) -> str:
         """As ``ssl.SSLSocket.getpeercert()['serialNumber']`` prints it."""
-        return f"{self.serial:X}" if len(f"{self.serial:X}") % 2 == 0 else f"0{self.serial:X}"
+        text = f"{self.serial:X}"
+        return text if len(text) % 2 == 0 else "0" + text
 
     def secret(self, *, ca: bool = False, crl: bytes | None = None) -> dict[str, bytes]:
         """The translator's view of a Kubernetes TLS Secret holding this certificate."""

@@ -37,6 +37,14 @@ class Outcome:
         return x509.load_der_x509_certificate(der).serial_number
 
     @property
+    def cipher(self) -> str:
+        """The negotiated cipher suite, as the client saw it."""
+        assert self.client is not None, (self.client_error, self.server_error)
+        negotiated = self.client.cipher()
+        assert negotiated is not None
+        return negotiated[0]
+
+    @property
     def client_serial(self) -> int | None:
         """The serial of the client certificate the server received, if any."""
         assert self.server is not None, self.server_error
@@ -55,6 +63,16 @@ class Outcome:
         while len(back) < len(payload):
             back += self.client.recv(len(payload) - len(back))
         return back
+
+    def shutdown(self) -> None:
+        """A clean close_notify exchange (OpenSSL forgets sessions of unclean closes)."""
+        assert self.client is not None and self.server is not None
+        server = self.server
+        thread = threading.Thread(target=server.unwrap, daemon=True)
+        thread.start()
+        self.client.unwrap()
+        thread.join(TIMEOUT)
+        self.close()
 
     def close(self) -> None:
         for sock in (self.client, self.server):

@@ -174,7 +174,7 @@ def test_client_cipher_preference_wins(pki: Pki) -> None:
         client = as_client(pki, maximum=TLS1_2, ciphers=f"{first}:ECDHE-ECDSA-AES128-GCM-SHA256")
         client.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
         out = handshake(ctx, client, "example.com")
-        assert out.client is not None and out.client.cipher()[0] == first
+        assert out.cipher == first
         out.close()
 
 
@@ -182,8 +182,7 @@ def test_dhe_uses_ffdhe2048(pki: Pki) -> None:
     tls = DownstreamTls("SIMPLE", credential_names=("r",), secrets={"r": pki.server_rsa.secret()})
     client = as_client(pki, maximum=TLS1_2, ciphers="DHE-RSA-AES128-GCM-SHA256")
     out = handshake(server_context(tls), client, "example.com")
-    assert out.client is not None, out.server_error
-    assert out.client.cipher()[0] == "DHE-RSA-AES128-GCM-SHA256"
+    assert out.cipher == "DHE-RSA-AES128-GCM-SHA256"
     out.close()
 
 
@@ -257,7 +256,7 @@ def test_cipher_suites_restrict(pki: Pki, suites: tuple[str, ...]) -> None:
     assert not handshake(ctx, refused, "example.com").ok
     both = as_client(pki, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384")
     out = handshake(ctx, both, "example.com")
-    assert out.client is not None and out.client.cipher()[0] == "ECDHE-ECDSA-AES256-GCM-SHA384"
+    assert out.cipher == "ECDHE-ECDSA-AES256-GCM-SHA384"
     out.close()
 
 
@@ -431,5 +430,25 @@ def test_pem_bytes_leave_no_files(
         assert all(s.startswith("/memfd:isthmus-tls") for s in seen)
     assert os.listdir(tmp_path) == []
     out = handshake(ctx, client, "example.com")
+    assert out.ok
+    out.close()
+
+
+def test_memfd_refused_falls_back_to_private_files(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if not tls_material.use_memfd:
+        pytest.skip("no memfd_create here")
+
+    def refuse(name: str, flags: int = 0) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(tls_material, "use_memfd", True)  # restored after the test
+    monkeypatch.setattr(os, "memfd_create", refuse)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ctx = server_context(simple(pki))
+    assert tls_material.use_memfd is False
+    assert os.listdir(tmp_path) == []
+    out = handshake(ctx, as_client(pki), "example.com")
     assert out.ok
     out.close()

@@ -100,7 +100,7 @@ class ContextCache:
         paths = (tls.ca_certificates, tls.client_certificate, tls.private_key)
         digest = None if secret is None else secrets_digest({"": secret})
         with self._lock:
-            key = ("client", tls, digest, tuple(alpn), *self._stamps(paths))
+            key = ("client", self._settings(tls), digest, tuple(alpn), *self._stamps(paths))
             ctx = self._get(key, lambda: client_context(tls, alpn=alpn, secret=secret)[0])
         return ctx, tls.sni or host
 
@@ -124,8 +124,10 @@ class ContextCache:
         return found
 
     @staticmethod
-    def _settings(tls: DownstreamTls) -> tuple[Any, ...]:
-        return tuple(getattr(tls, f.name) for f in fields(tls) if f.name != "secrets")
+    def _settings(tls: DownstreamTls | UpstreamTls) -> tuple[Any, ...]:
+        """Every setting but the Secrets, lists made hashable."""
+        values = (getattr(tls, f.name) for f in fields(tls) if f.name != "secrets")
+        return tuple(tuple(v) if isinstance(v, list) else v for v in values)
 
     def _digest(self, tls: DownstreamTls) -> bytes:
         """``secrets_digest``, remembered per snapshot object (they are immutable)."""

@@ -53,18 +53,29 @@ def _write_all(fd: int, blob: bytes) -> None:
 @contextlib.contextmanager
 def pem_paths(*blobs: bytes) -> Iterator[tuple[str, ...]]:
     """Paths OpenSSL can open, one per blob, that exist only inside the ``with``."""
+    global use_memfd
     if use_memfd:
         fds: list[int] = []
         try:
-            for blob in blobs:
-                fd = os.memfd_create("isthmus-tls", os.MFD_CLOEXEC)
-                fds.append(fd)
-                _write_all(fd, blob)
-            yield tuple(f"/proc/self/fd/{fd}" for fd in fds)
+            try:
+                for blob in blobs:
+                    fd = os.memfd_create("isthmus-tls", os.MFD_CLOEXEC)
+                    fds.append(fd)
+                    _write_all(fd, blob)
+            except OSError:  # memfd_create refused (seccomp, ENOSYS): use files from now on
+                use_memfd = False
+            else:
+                yield tuple(f"/proc/self/fd/{fd}" for fd in fds)
+                return
         finally:
             for fd in fds:
                 os.close(fd)
-        return
+    with _private_files(blobs) as paths:
+        yield paths
+
+
+@contextlib.contextmanager
+def _private_files(blobs: tuple[bytes, ...]) -> Iterator[tuple[str, ...]]:
     directory = tempfile.mkdtemp(prefix="isthmus-tls-")  # mode 0700
     paths: list[str] = []
     try:

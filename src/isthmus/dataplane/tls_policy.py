@@ -91,6 +91,8 @@ TLS13_SUITES = frozenset(
     {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
 )
 
+_KNOWN_NAMES = frozenset(IANA_TO_OPENSSL.values()) | set(MOZILLA_INTERMEDIATE_CIPHERS)
+
 #: RFC 7919 ffdhe2048, the DH group Mozilla prescribes for the DHE suites.
 FFDHE2048 = b"""-----BEGIN DH PARAMETERS-----
 MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
@@ -152,6 +154,10 @@ def openssl_cipher_names(suites: tuple[str, ...]) -> tuple[str, ...]:
             if name in TLS13_SUITES:
                 continue
             name = IANA_TO_OPENSSL.get(name.upper(), name)
+            if not _openssl_knows(name) and name in _KNOWN_NAMES:
+                raise TLSConfigError(
+                    f"cipherSuites: {raw!r} is not available in this build of {ssl.OPENSSL_VERSION}"
+                )
             if not _openssl_knows(name):
                 raise TLSConfigError(
                     f"cipherSuites: unknown cipher suite {raw!r}; use Envoy/OpenSSL names "

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 #: Largest ClientHello body accepted (Envoy's tls_inspector allows 16 KiB; real hellos with an
 #: X25519MLKEM768 key share are about 1.8 KiB).
 MAX_CLIENT_HELLO = 16 * 1024
-#: Largest number of bytes ever needed to decide: the hello plus record headers for it,
-#: assuming records of at least 256 bytes on average (smaller fragmentation is refused).
+#: Most bytes ever buffered to decide: the hello plus a 5-byte record header per 256 bytes of
+#: it. Hellos cut into records that small are fine; a large hello cut finer is refused.
 MAX_SNIFF_BYTES = MAX_CLIENT_HELLO + 4 + 5 * (MAX_CLIENT_HELLO // 256 + 1)
 
 _RECORD_HANDSHAKE = 0x16
