@@ -220,3 +220,18 @@ def test_list_valued_settings_are_keyed_like_tuples(pki: Pki) -> None:
         cache.get_client(up)[0]
         is cache.get_client(UpstreamTls("SIMPLE", subject_alt_names=("a.test",)))[0]
     )
+
+
+def test_client_secret_attached_to_the_settings_is_keyed_by_digest(pki: Pki) -> None:
+    cache = ContextCache()
+
+    def tls(leaf: Leaf) -> UpstreamTls:
+        return UpstreamTls(
+            "MUTUAL", credential_name="c", secret=tuple(leaf.secret(ca=True).items())
+        )
+
+    first, _ = cache.get_client(tls(pki.alice))
+    assert cache.get_client(tls(pki.alice))[0] is first
+    assert cache.get_client(tls(pki.bob))[0] is not first
+    assert cache.get_client(tls(pki.bob), secret=pki.alice.secret(ca=True))[0] is first
+    assert all(b"PRIVATE KEY" not in repr(key).encode() for key in cache._entries)

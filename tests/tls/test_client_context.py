@@ -202,3 +202,14 @@ def test_client_defaults(pki: Pki) -> None:
 def test_client_configuration_errors(tls: UpstreamTls, message: str) -> None:
     with pytest.raises(TLSConfigError, match=message):
         client_context(tls)
+
+
+def test_mutual_from_the_secret_the_translator_attached(pki: Pki) -> None:
+    server, _ = upstream(pki, "MUTUAL")
+    tls = UpstreamTls(
+        "MUTUAL", credential_name="c", secret=tuple(pki.alice.secret(ca=True).items())
+    )
+    out = originate(server, tls, host="upstream.test")
+    assert out.ok, (out.client_error, out.server_error)
+    assert out.client_serial == pki.alice.serial
+    out.close()

@@ -28,6 +28,7 @@ from isthmus.dataplane.tls_errors import TLSConfigError
 from isthmus.snapshot.types import DownstreamTls, UpstreamTls
 
 FileStamp = tuple[int, int, int] | None
+_SECRET_FIELDS = frozenset({"secrets", "secret"})
 
 
 def secrets_digest(secrets: Mapping[str, Mapping[str, bytes]]) -> bytes:
@@ -98,6 +99,8 @@ class ContextCache:
     ) -> tuple[ssl.SSLContext, str | None]:
         """The originating context for ``tls`` and the SNI to send (``sni``, else ``host``)."""
         paths = (tls.ca_certificates, tls.client_certificate, tls.private_key)
+        if secret is None and tls.secret:
+            secret = dict(tls.secret)
         digest = None if secret is None else secrets_digest({"": secret})
         with self._lock:
             key = ("client", self._settings(tls), digest, tuple(alpn), *self._stamps(paths))
@@ -125,8 +128,8 @@ class ContextCache:
 
     @staticmethod
     def _settings(tls: DownstreamTls | UpstreamTls) -> tuple[Any, ...]:
-        """Every setting but the Secrets, lists made hashable."""
-        values = (getattr(tls, f.name) for f in fields(tls) if f.name != "secrets")
+        """Every setting but Secret contents (keyed by digest instead), lists made hashable."""
+        values = (getattr(tls, f.name) for f in fields(tls) if f.name not in _SECRET_FIELDS)
         return tuple(tuple(v) if isinstance(v, list) else v for v in values)
 
     def _digest(self, tls: DownstreamTls) -> bytes:

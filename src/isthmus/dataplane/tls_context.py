@@ -171,11 +171,14 @@ def client_context(
 ) -> tuple[TLSContext, str | None]:
     """A context for TLS towards an upstream, and the SNI to send (``sni``, else ``host``).
 
-    ``secret`` is the content of ``credentialName`` when the caller has read it. With
+    ``secret`` is the content of ``credentialName`` (else ``tls.secret``, where the translator
+    put it). With
     ``subjectAltNames`` the host name is not checked; :func:`check_peer` (or
     :func:`check_server_san`) must then be called after the handshake.
     """
     mode = tls.mode.upper()
+    if secret is None and tls.secret:
+        secret = dict(tls.secret)
     if mode == "ISTIO_MUTUAL":
         raise TLSConfigError(ISTIO_MUTUAL_CLIENT)
     if mode not in CLIENT_MODES:
