@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from isthmus.cli.common import add_config_args, identity_from
 from isthmus.cli.summary import summarize
 from isthmus.control.build import Build, build
+from isthmus.control.reload import ConfigState, Reloader, install_sighup
 from isthmus.dataplane.http_proxy import HttpSettings
 from isthmus.dataplane.server import BindError, Gateway, ServeOptions
 from isthmus.proto.http1 import Limits
@@ -40,6 +41,23 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         "--no-splice", action="store_true", help="relay TCP through user space instead of splice(2)"
     )
     p.add_argument("--quiet", action="store_true", help="print only errors")
+    p.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not reload when the files change (SIGHUP still reloads)",
+    )
+    p.add_argument(
+        "--reload-quiet-ms",
+        type=int,
+        default=100,
+        help="reload once changes have been quiet this long (default 100)",
+    )
+    p.add_argument(
+        "--reload-max-delay-ms",
+        type=int,
+        default=1000,
+        help="reload at most this long after the first change (default 1000)",
+    )
     p.add_argument(
         "--istio-ca",
         metavar="PATH",
@@ -157,8 +175,32 @@ def run(args: argparse.Namespace) -> int:
     for line in istio_mutual_problems(result.snapshot, args.istio_ca):
         print(line, file=sys.stderr, flush=True)
     gateway = Gateway(result.snapshot, serve_options(args))
+
+    def report(lines: list[str]) -> None:
+        out = sys.stderr if lines and lines[0].startswith("rejected") else sys.stdout
+        if out is sys.stdout and args.quiet:
+            return
+        for line in lines:
+            print(line, file=out, flush=True)
+
+    def summary(built: Build) -> list[str]:
+        assert built.snapshot is not None
+        return summarize(built.snapshot, built.diagnostics, args.paths)
+
+    reloader = Reloader(
+        args.paths,
+        identity_from(args),
+        gateway,
+        ConfigState(result.snapshot.version),
+        report,
+        summary,
+        args.drain_seconds,
+        args.reload_quiet_ms,
+        args.reload_max_delay_ms,
+        mesh=args.mesh_port is not None,
+    )
     try:
-        return run_loop(serve(gateway, args.drain_seconds, args.quiet))
+        return run_loop(serve(gateway, args.drain_seconds, args.quiet, reloader, args.no_watch))
     except BindError as exc:
         print(f"isthmus: {exc}", file=sys.stderr)
         return 1
@@ -174,8 +216,21 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
     return result
 
 
-async def serve(gateway: Gateway, drain_seconds: float, quiet: bool) -> int:
+async def serve(
+    gateway: Gateway,
+    drain_seconds: float,
+    quiet: bool,
+    reloader: Reloader | None = None,
+    no_watch: bool = True,
+) -> int:
     await gateway.start()
+    stop_watching = asyncio.Event()
+    watcher: asyncio.Task[None] | None = None
+    remove_hup: Callable[[], None] | None = None
+    if reloader is not None:
+        remove_hup = install_sighup(reloader)
+        if not no_watch:
+            watcher = asyncio.ensure_future(reloader.watch(stop_watching))
     for listener in gateway.skipped():
         print(
             f"  note: listener {listener.name} ({listener.protocol}) is not served by this "
@@ -186,6 +241,13 @@ async def serve(gateway: Gateway, drain_seconds: float, quiet: bool) -> int:
         bound = ", ".join(f"{h}:{p}" for h, p in gateway.addresses().values()) or "nothing"
         print(f"serving on {bound}; Ctrl-C to stop", flush=True)
     await wait_for_signal()
+    stop_watching.set()
+    if remove_hup is not None:
+        remove_hup()
+    if watcher is not None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
     if not quiet:
         print(
             f"draining {gateway.active_connections} connection(s) for up to {drain_seconds:g}s",

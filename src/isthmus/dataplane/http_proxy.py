@@ -70,6 +70,7 @@ class HttpContext:
     draining: bool = False
     connections: set[DownstreamHttp] = field(default_factory=set)
     all_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    draining_listeners: set[str] = field(default_factory=set)
 
 
 class DownstreamHttp(asyncio.Protocol):
@@ -112,7 +113,8 @@ class DownstreamHttp(asyncio.Protocol):
 
     @property
     def draining(self) -> bool:
-        return self.ctx.draining
+        """Answer with ``connection: close``: the gateway or this listener is going away."""
+        return self.ctx.draining or self.listener in self.ctx.draining_listeners
 
     def route_table(self, snapshot: Snapshot) -> HttpConnectionManager | None:
         if self.mesh is not None:
@@ -307,10 +309,14 @@ class DownstreamHttp(asyncio.Protocol):
         )
 
 
-def close_idle(ctx: HttpContext) -> None:
-    """On drain: connections between requests close now; busy ones after their response."""
-    ctx.draining = True
+def close_idle(ctx: HttpContext, listeners: set[str] | None = None) -> None:
+    """On drain (of the gateway, or of ``listeners``): connections between requests close
+    now; busy ones after their response."""
+    if listeners is None:
+        ctx.draining = True
     for conn in list(ctx.connections):
+        if listeners is not None and conn.listener not in listeners:
+            continue
         if conn.current is None:
             with contextlib.suppress(Exception):
                 conn.transport.close()

@@ -285,6 +285,12 @@ class HttpPool:
         conn.idle_since = time.monotonic()
         self._idle.setdefault((cluster.name, conn.endpoint.key), []).append(conn)
 
+    def retain(self, clusters: Collection[str]) -> None:
+        """Close idle connections of clusters no longer in the snapshot."""
+        for key in [k for k in self._idle if k[0] not in clusters]:
+            for conn in self._idle.pop(key):
+                conn.close()
+
     def close_all(self) -> None:
         for conns in self._idle.values():
             for conn in conns:

@@ -90,7 +90,7 @@ class Gateway:
     clusters: ClusterStates = field(default_factory=ClusterStates)
     rng: random.Random = field(default_factory=random.Random)
     _bound: dict[str, _Bound] = field(default_factory=dict)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _tasks: dict[asyncio.Task[None], str] = field(default_factory=dict)
     http: HttpContext | None = None
     tls_contexts: ContextCache = field(init=False)
     _tcp: TcpContext | None = None
@@ -118,7 +118,6 @@ class Gateway:
 
     async def start(self) -> None:
         """Bind every served listener, all or nothing."""
-        loop = asyncio.get_running_loop()
         opened: list[_Bound] = []
         try:
             for listener in self.snapshot.listeners:
@@ -129,15 +128,80 @@ class Gateway:
                 bound.sock.close()
             raise
         for bound in opened:
-            self._bound[bound.listener_name] = bound
-            served = self.snapshot.listener(bound.listener_name)
-            assert served is not None
-            if listener_kind(served) == "http":
-                bound.server = await self._serve_http(served, bound.sock)
-            else:
-                loop.add_reader(bound.sock.fileno(), self._accept, bound)
+            await self._activate(bound)
         if self.options.mesh_port is not None:
             await self._serve_mesh()
+
+    async def _activate(self, bound: _Bound) -> None:
+        self._bound[bound.listener_name] = bound
+        served = self.snapshot.listener(bound.listener_name)
+        assert served is not None
+        if listener_kind(served) == "http":
+            bound.server = await self._serve_http(served, bound.sock)
+        else:
+            asyncio.get_running_loop().add_reader(bound.sock.fileno(), self._accept, bound)
+
+    def _deactivate(self, name: str) -> None:
+        bound = self._bound.pop(name, None)
+        if bound is None:
+            return
+        if bound.server is not None:
+            bound.server.close()
+        else:
+            asyncio.get_running_loop().remove_reader(bound.sock.fileno())
+        bound.sock.close()
+
+    async def apply(self, snapshot: Snapshot, drain_seconds: float) -> None:
+        """Publish ``snapshot``: bind its new listeners first (all or nothing: a BindError
+        leaves the old snapshot serving), swap it in with one assignment, then stop accepting
+        on removed listeners and let their connections drain for ``drain_seconds``.
+
+        Open connections keep the snapshot they read; pools and endpoint state survive for
+        clusters that are still there."""
+        old = {lst.name: lst for lst in self.snapshot.listeners if serves(lst)}
+        new = {lst.name: lst for lst in snapshot.listeners if serves(lst)}
+        rekind = {
+            n for n in old.keys() & new.keys() if listener_kind(old[n]) != listener_kind(new[n])
+        }
+        opened: list[_Bound] = []
+        try:
+            for name, listener in new.items():
+                if name not in old:
+                    opened.append(_Bound(name, self._listen(listener)))
+        except BindError:
+            for bound in opened:
+                bound.sock.close()
+            raise
+        self.snapshot = snapshot
+        for bound in opened:
+            await self._activate(bound)
+        for name in rekind:  # same port, another kind of listener: a brief re-bind
+            self._deactivate(name)
+            await self._activate(_Bound(name, self._listen(new[name])))
+        removed = [name for name in old if name not in new]
+        for name in removed:
+            self._deactivate(name)
+        self.clusters.retain(snapshot.clusters.keys())
+        if self.http is not None:
+            self.http.pool.retain(snapshot.clusters.keys())
+        if removed:
+            if self.http is not None:
+                self.http.draining_listeners.update(removed)
+                close_idle(self.http, set(removed))
+            task = asyncio.ensure_future(self._drain(set(removed), drain_seconds))
+            self._track(task, "")
+
+    async def _drain(self, listeners: set[str], seconds: float) -> None:
+        """Connections of removed listeners get ``seconds`` to finish, then are cut."""
+        await asyncio.sleep(seconds)
+        for task, name in list(self._tasks.items()):
+            if name in listeners:
+                task.cancel()
+        if self.http is not None:
+            for conn in list(self.http.connections):
+                if conn.listener in listeners:
+                    conn.transport.abort()
+            self.http.draining_listeners.difference_update(listeners)
 
     async def _serve_mesh(self) -> None:
         """The local explicit proxy (``--mesh-port``): 127.0.0.1 unless told otherwise, so it
@@ -213,7 +277,7 @@ class Gateway:
         listener = snapshot.listener(name)
         if listener is not None and listener_kind(listener) == "tls":
             conn.setblocking(False)
-            self._track(asyncio.ensure_future(serve_tls_connection(self, conn, peer, name)))
+            self._track(asyncio.ensure_future(serve_tls_connection(self, conn, peer, name)), name)
             return
         chain = select_filter_chain(listener, False, None) if listener else None
         if listener is None or chain is None or not isinstance(chain.application, TcpProxy):
@@ -232,14 +296,14 @@ class Gateway:
                 self.tcp_context(),
             )
         )
-        self._track(task)
+        self._track(task, name)
 
-    def _track(self, task: asyncio.Task[None]) -> None:
-        self._tasks.add(task)
+    def _track(self, task: asyncio.Task[None], listener: str) -> None:
+        self._tasks[task] = listener
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("connection failed", exc_info=task.exception())
 
@@ -249,14 +313,8 @@ class Gateway:
         return len(self._tasks) + http
 
     def stop_listening(self) -> None:
-        loop = asyncio.get_running_loop()
-        for bound in self._bound.values():
-            if bound.server is not None:
-                bound.server.close()
-            else:
-                loop.remove_reader(bound.sock.fileno())
-            bound.sock.close()
-        self._bound.clear()
+        for name in list(self._bound):
+            self._deactivate(name)
 
     async def close(self, drain_seconds: float = 0.0) -> None:
         """Stop accepting, let open connections finish for ``drain_seconds``, then cut them.
