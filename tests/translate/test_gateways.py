@@ -155,3 +155,19 @@ def test_explain_matches_bound_port_or_gateway_port() -> None:
         result = route(yaml, Call(port, host="x"))
         assert result.outcome == "routed"
         assert result.listener is not None and result.listener.name == "0.0.0.0_8080"
+
+
+def test_revision_labelled_config_is_only_for_that_revision() -> None:
+    canary_vs = http_vs(
+        "canary-only", hosts='["canary.example.com"]', rules="- directResponse: {status: 299}"
+    ).replace("namespace: default}", "namespace: default, labels: {istio.io/rev: canary}}")
+    shared_vs = http_vs("shared", hosts='["shared.example.com"]',
+                        rules="- directResponse: {status: 200}")
+    yaml = gateway(selector="istio: ingressgateway") + canary_vs + shared_vs
+    canary = GatewayIdentity(revision="canary")
+    stable = GatewayIdentity(revision="stable")
+    assert route(yaml, Call(80, host="canary.example.com"), canary).outcome == "direct_response"
+    assert route(yaml, Call(80, host="canary.example.com"), stable).failed_stage == "virtual_host"
+    assert route(yaml, Call(80, host="shared.example.com"), stable).outcome == "direct_response"
+    # no revision: like an istiod without one, every object applies
+    assert route(yaml, Call(80, host="canary.example.com")).outcome == "direct_response"

@@ -5,6 +5,7 @@ No I/O, no clock, no logging: problems come back as diagnostics.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 
 from isthmus.model import ResourceSet
@@ -12,7 +13,7 @@ from isthmus.snapshot.types import Snapshot
 from isthmus.translate.clusters import ClusterBuilder
 from isthmus.translate.diagnostics import Diagnostic
 from isthmus.translate.gateways import gateway_services, place_servers, selected_gateways
-from isthmus.translate.identity import GatewayIdentity
+from isthmus.translate.identity import REVISION_LABEL, GatewayIdentity
 from isthmus.translate.listeners import ListenerBuilder
 from isthmus.translate.mesh import build_mesh
 from isthmus.translate.registry import Registry
@@ -30,6 +31,7 @@ def translate(
 ) -> tuple[Snapshot, list[Diagnostic]]:
     """``mesh`` also builds the outbound routes of the local explicit proxy (``--mesh-port``)."""
     identity = identity or GatewayIdentity()
+    resources = in_revision(resources, identity.revision)
     registry = Registry.build(resources)
     clusters = ClusterBuilder(registry, identity.namespace)
     routes = RouteBuilder(resources, clusters)
@@ -50,6 +52,37 @@ def translate(
         mesh=outbound,
     )
     return snapshot, diagnostics
+
+
+ISTIO_CONFIG_KINDS = (
+    "gateways",
+    "virtual_services",
+    "destination_rules",
+    "service_entries",
+    "workload_entries",
+)
+
+
+def in_revision(resources: ResourceSet, revision: str | None) -> ResourceSet:
+    """The Istio config a gateway of ``revision`` applies.
+
+    Istio's rule (pkg/config/model.go ``ObjectInRevision``): an object without an
+    ``istio.io/rev`` label is global and always included; a control plane without a revision
+    includes everything; otherwise only objects labelled with its revision count.  So a canary
+    gateway (``--revision canary``) serves the shared config plus canary-only objects, and the
+    stable one ignores what is labelled for the canary.
+    """
+    if not revision:
+        return resources
+    filtered = copy.copy(resources)
+    for kind in ISTIO_CONFIG_KINDS:
+        objects = getattr(resources, kind)
+        setattr(
+            filtered,
+            kind,
+            [o for o in objects if o.labels.get(REVISION_LABEL, revision) == revision],
+        )
+    return filtered
 
 
 def _fingerprint(resources: ResourceSet) -> str:
