@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from isthmus.cli.common import add_config_args, identity_from
+from isthmus.cli.processes import HandoverServer, Takeover, parse_worker_fds
 from isthmus.cli.summary import summarize
+from isthmus.cli.supervisor import Supervisor
 from isthmus.control.build import Build, build
 from isthmus.control.reload import ConfigState, Reloader, install_sighup
+from isthmus.dataplane.handover import receive_sockets
 from isthmus.dataplane.http_proxy import HttpSettings
 from isthmus.dataplane.server import BindError, Gateway, ServeOptions
 from isthmus.proto.http1 import Limits
@@ -41,6 +47,21 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         "--no-splice", action="store_true", help="relay TCP through user space instead of splice(2)"
     )
     p.add_argument("--quiet", action="store_true", help="print only errors")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serving processes sharing the listening sockets (default 1)",
+    )
+    p.add_argument(
+        "--takeover",
+        metavar="PATH",
+        help="Unix socket for hand-over: take the listening sockets of the isthmus "
+        "serving there (it then drains and exits), and offer ours there next",
+    )
+    p.add_argument("--worker-fds", help=argparse.SUPPRESS)
+    p.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)
     p.add_argument(
         "--no-watch",
         action="store_true",
@@ -174,7 +195,16 @@ def run(args: argparse.Namespace) -> int:
             print(line, flush=True)
     for line in istio_mutual_problems(result.snapshot, args.istio_ca):
         print(line, file=sys.stderr, flush=True)
+    if args.workers > 1 and args.worker_fds is None:
+        return run_loop(supervise(args, result.snapshot.version))
     gateway = Gateway(result.snapshot, serve_options(args))
+    takeover: Takeover | None = None
+    if args.worker_fds is not None:
+        gateway.inherited = parse_worker_fds(args.worker_fds)
+    elif args.takeover:
+        takeover = Takeover(args.takeover)
+        if takeover.fetch():
+            gateway.inherited = takeover.sockets
 
     def report(lines: list[str]) -> None:
         out = sys.stderr if lines and lines[0].startswith("rejected") else sys.stdout
@@ -200,7 +230,15 @@ def run(args: argparse.Namespace) -> int:
         mesh=args.mesh_port is not None,
     )
     try:
-        return run_loop(serve(gateway, args.drain_seconds, args.quiet, reloader, args.no_watch))
+        worker = args.worker_fds is not None
+        hooks = Hooks(
+            takeover=takeover,
+            handover_path=None if worker else args.takeover,
+            control_fd=args.control_fd,
+        )
+        return run_loop(
+            serve(gateway, args.drain_seconds, args.quiet, reloader, args.no_watch or worker, hooks)
+        )
     except BindError as exc:
         print(f"isthmus: {exc}", file=sys.stderr)
         return 1
@@ -216,14 +254,64 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
     return result
 
 
+@dataclass
+class Hooks:
+    """Process-level extras: a takeover to confirm, a hand-over socket to offer, a
+    supervisor's control channel."""
+
+    takeover: Takeover | None = None
+    handover_path: str | None = None
+    control_fd: int | None = None
+
+
+def on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], object]], object]:
+    """Run a function on the loop's thread from another thread and return its result."""
+
+    def call(fn: Callable[[], object]) -> object:
+        done: concurrent.futures.Future[object] = concurrent.futures.Future()
+
+        def runner() -> None:
+            try:
+                done.set_result(fn())
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        loop.call_soon_threadsafe(runner)
+        return done.result(10)
+
+    return call
+
+
 async def serve(
     gateway: Gateway,
     drain_seconds: float,
     quiet: bool,
     reloader: Reloader | None = None,
     no_watch: bool = True,
+    hooks: Hooks | None = None,
 ) -> int:
+    hooks = hooks or Hooks()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
     await gateway.start()
+    if hooks.takeover is not None:
+        serving = set(map(id, gateway.listening_sockets().values()))
+        for sock in hooks.takeover.sockets.sockets.values():
+            if id(sock) not in serving:
+                sock.close()  # the old process had a listener this config does not
+        await asyncio.to_thread(hooks.takeover.ready)
+    handover: HandoverServer | None = None
+    if hooks.handover_path:
+
+        def handed_over() -> None:
+            gateway.stop_listening()
+            stop.set()
+
+        handover = HandoverServer(
+            hooks.handover_path, gateway.listening_sockets, handed_over, on_loop(loop)
+        )
+    if hooks.control_fd is not None and reloader is not None:
+        watch_control(hooks.control_fd, gateway, reloader, stop)
     stop_watching = asyncio.Event()
     watcher: asyncio.Task[None] | None = None
     remove_hup: Callable[[], None] | None = None
@@ -240,7 +328,9 @@ async def serve(
     if not quiet:
         bound = ", ".join(f"{h}:{p}" for h, p in gateway.addresses().values()) or "nothing"
         print(f"serving on {bound}; Ctrl-C to stop", flush=True)
-    await wait_for_signal()
+    await wait_for_signal(stop)
+    if handover is not None:
+        handover.close()
     stop_watching.set()
     if remove_hup is not None:
         remove_hup()
@@ -257,9 +347,123 @@ async def serve(
     return 0
 
 
-async def wait_for_signal() -> None:
+def watch_control(fd: int, gateway: Gateway, reloader: Reloader, stop: asyncio.Event) -> None:
+    """A worker: reload when the supervisor says so, taking any new listening sockets it
+    sends; stop if the supervisor goes away."""
     loop = asyncio.get_running_loop()
+    channel = socket.socket(fileno=fd)
+    tasks: set[asyncio.Future[bool]] = set()
+
+    def readable() -> None:
+        try:
+            sockets, message = receive_sockets(channel)
+        except (OSError, ValueError):
+            sockets, message = {}, {}
+        if not message and not sockets:
+            loop.remove_reader(fd)
+            stop.set()
+            return
+        for name, sock in sockets.items():
+            gateway.inherited.add(name, sock)
+        task = asyncio.ensure_future(reloader.reload("supervisor"))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_reader(fd, readable)
+
+
+async def supervise(args: argparse.Namespace, version: str) -> int:
+    sup = Supervisor(
+        worker_argv(args.argv),
+        args.paths,
+        identity_from(args),
+        args.workers,
+        args.bind,
+        args.mesh_port,
+        args.mesh_bind,
+        args.drain_seconds,
+        version=version,
+    )
+    takeover = Takeover(args.takeover) if args.takeover else None
+    if takeover is not None and takeover.fetch():
+        sup.registry = takeover.sockets
+    result = build(args.paths, identity_from(args), mesh=args.mesh_port is not None)
+    assert result.snapshot is not None
+    try:
+        sup.open_sockets(result.snapshot)
+    except BindError as exc:
+        print(f"isthmus: {exc}", file=sys.stderr)
+        return 1
+    loop = asyncio.get_running_loop()
+
+    def worker_exited() -> None:
+        loop.call_soon_threadsafe(sup.reap)
+
+    sup.on_exit = worker_exited
+    for _ in range(args.workers):
+        sup.spawn()
     stop = asyncio.Event()
+    tasks: set[asyncio.Future[None]] = set()
+
+    def on_hup() -> None:
+        task = asyncio.ensure_future(sup.reload("SIGHUP"))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    watcher = None
+    if not args.no_watch:
+        watcher = asyncio.ensure_future(watch_paths(args.paths, sup, stop))
+    if takeover is not None:
+        await asyncio.to_thread(takeover.ready)
+    handover = None
+    if args.takeover:
+        handover = HandoverServer(
+            args.takeover, lambda: dict(sup.registry.sockets), stop.set, on_loop(loop)
+        )
+    if not args.quiet:
+        bound = ", ".join(
+            f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in sup.registry.sockets.values()
+        )
+        print(f"serving on {bound} with {args.workers} workers; Ctrl-C to stop", flush=True)
+    await wait_for_signal(stop)
+    if handover is not None:
+        handover.close()
+    if watcher is not None:
+        watcher.cancel()
+    await sup.stop()
+    return 0
+
+
+def worker_argv(argv: list[str]) -> list[str]:
+    """The ``run`` arguments a worker gets: the supervisor's, without process-level ones."""
+    out: list[str] = []
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if i == 0 and arg == "run":
+            continue
+        if arg in ("--workers", "--takeover"):
+            skip = True
+            continue
+        if arg.startswith(("--workers=", "--takeover=")):
+            continue
+        out.append(arg)
+    return out
+
+
+async def watch_paths(paths: list[str], sup: Supervisor, stop: asyncio.Event) -> None:
+    import watchfiles
+
+    async for _ in watchfiles.awatch(*paths, debounce=1000, step=100, stop_event=stop):
+        await sup.reload("files changed")
+
+
+async def wait_for_signal(stop: asyncio.Event | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:

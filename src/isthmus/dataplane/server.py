@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass, field
 
 from isthmus.dataplane.balancer import ClusterStates
+from isthmus.dataplane.handover import ListenerSockets
 from isthmus.dataplane.http_proxy import (
     DownstreamHttp,
     HttpContext,
@@ -29,6 +30,21 @@ from isthmus.snapshot.types import HttpConnectionManager, Listener, Snapshot, Tc
 log = logging.getLogger("isthmus.server")
 ACCEPT_BATCH = 64
 BACKLOG = 4096
+
+
+def open_listener(name: str, address: str, port: int) -> socket.socket:
+    """A non-blocking listening socket; raises :class:`BindError` naming the listener."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise BindError(name, address, port, exc) from exc
+    return sock
 
 
 class BindError(Exception):
@@ -93,6 +109,8 @@ class Gateway:
     _tasks: dict[asyncio.Task[None], str] = field(default_factory=dict)
     http: HttpContext | None = None
     tls_contexts: ContextCache = field(init=False)
+    inherited: ListenerSockets = field(default_factory=ListenerSockets)
+    """Listening sockets from a supervisor or a previous process, used instead of binding."""
     _tcp: TcpContext | None = None
 
     def tcp_context(self) -> TcpContext:
@@ -209,16 +227,7 @@ class Gateway:
         port = self.options.mesh_port
         assert port is not None
         address = self.options.mesh_bind
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((address, port))
-            sock.listen(BACKLOG)
-            sock.setblocking(False)
-        except OSError as exc:
-            sock.close()
-            raise BindError("mesh", address, port, exc) from exc
+        sock = self.inherited.take("mesh", address, port) or open_listener("mesh", address, port)
         ctx = self.http_context()
         mode = MeshMode(allow_any=self.options.allow_any)
 
@@ -248,17 +257,14 @@ class Gateway:
 
     def _listen(self, listener: Listener) -> socket.socket:
         address = self.options.bind or listener.address
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((address, listener.port))
-            sock.listen(BACKLOG)
-            sock.setblocking(False)
-        except OSError as exc:
-            sock.close()
-            raise BindError(listener.name, address, listener.port, exc) from exc
-        return sock
+        inherited = self.inherited.take(listener.name, address, listener.port)
+        if inherited is not None:
+            return inherited
+        return open_listener(listener.name, address, listener.port)
+
+    def listening_sockets(self) -> dict[str, socket.socket]:
+        """Every socket this gateway accepts on, by listener name (for a takeover)."""
+        return {name: bound.sock for name, bound in self._bound.items()}
 
     def _accept(self, bound: _Bound) -> None:
         """Accept a batch, then let the loop run: one wake-up serves a burst of clients."""

@@ -1,0 +1,153 @@
+"""``isthmus run --workers N``: one supervisor opens the listening sockets once and runs N
+serving processes that inherit them.  A worker that dies is replaced (the new one inherits
+the same sockets); config changes are built by the supervisor, which opens any new listener's
+socket and tells every worker to reload (sending the new sockets along)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from isthmus.cli.processes import worker_fds_arg
+from isthmus.control.build import build
+from isthmus.dataplane.handover import ListenerSockets, send_sockets
+from isthmus.dataplane.server import BindError, open_listener, serves
+from isthmus.snapshot.types import Snapshot
+from isthmus.translate.identity import GatewayIdentity
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    control: socket.socket
+
+
+@dataclass
+class Supervisor:
+    argv: Sequence[str]
+    paths: Sequence[str]
+    identity: GatewayIdentity
+    count: int
+    bind: str | None
+    mesh_port: int | None
+    mesh_bind: str
+    drain_seconds: float
+    registry: ListenerSockets = field(default_factory=ListenerSockets)
+    workers: list[Worker] = field(default_factory=list)
+    stopping: bool = False
+    version: str = ""
+    on_exit: Callable[[], None] | None = None
+    """Called (from a waiter thread) when a worker exits; the loop then calls :meth:`reap`."""
+
+    def open_sockets(self, snapshot: Snapshot) -> dict[str, socket.socket]:
+        """Open sockets for listeners not yet open; returns the new ones."""
+        new: dict[str, socket.socket] = {}
+        try:
+            for listener in snapshot.listeners:
+                if serves(listener) and listener.name not in self.registry.sockets:
+                    address = self.bind or listener.address
+                    found = self.registry.take(listener.name, address, listener.port)
+                    new[listener.name] = found or open_listener(
+                        listener.name, address, listener.port
+                    )
+            if self.mesh_port is not None and "mesh" not in self.registry.sockets:
+                new["mesh"] = open_listener("mesh", self.mesh_bind, self.mesh_port)
+        except BindError:
+            for sock in new.values():
+                sock.close()
+            raise
+        for name, sock in new.items():
+            self.registry.add(name, sock)
+        return new
+
+    def spawn(self) -> Worker:
+        parent, child = socket.socketpair()
+        fds = [s.fileno() for s in self.registry.sockets.values()] + [child.fileno()]
+        argv = [
+            sys.executable,
+            "-m",
+            "isthmus",
+            "run",
+            *self.argv,
+            "--worker-fds",
+            worker_fds_arg(self.registry.sockets),
+            "--control-fd",
+            str(child.fileno()),
+        ]
+        proc = subprocess.Popen(argv, pass_fds=fds, stdin=subprocess.DEVNULL)
+        child.close()
+        worker = Worker(proc, parent)
+        threading.Thread(target=self._wait, args=(proc,), daemon=True).start()
+        self.workers.append(worker)
+        return worker
+
+    def _wait(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.wait()
+        if self.on_exit is not None:
+            self.on_exit()
+
+    def notify(self, new: dict[str, socket.socket]) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(OSError):
+                send_sockets(worker.control, new, {"reload": True})
+
+    async def reload(self, reason: str) -> None:
+        result = await asyncio.to_thread(
+            build, self.paths, self.identity, None, mesh=self.mesh_port is not None
+        )
+        if result.snapshot is None:
+            print(
+                f"rejected update ({reason}); workers keep serving config {self.version}:",
+                file=sys.stderr,
+                flush=True,
+            )
+            for line in result.problems():
+                print(f"  {line}", file=sys.stderr, flush=True)
+            return
+        try:
+            new = self.open_sockets(result.snapshot)
+        except BindError as exc:
+            print(f"rejected update ({reason}): {exc}", file=sys.stderr, flush=True)
+            return
+        self.version = result.snapshot.version
+        self.notify(new)
+        wanted = {lst.name for lst in result.snapshot.listeners} | {"mesh"}
+        for name in [n for n in self.registry.sockets if n not in wanted]:
+            self.registry.drop(name)  # workers drain their copies on their own reload
+
+    def reap(self) -> None:
+        """Replace workers that died; their peers never stopped serving."""
+        for worker in list(self.workers):
+            code = worker.proc.poll()
+            if code is None:
+                continue
+            self.workers.remove(worker)
+            worker.control.close()
+            if not self.stopping:
+                replacement = self.spawn()
+                print(
+                    f"worker {worker.proc.pid} exited ({code}); started {replacement.proc.pid}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    async def stop(self) -> None:
+        self.stopping = True
+        for worker in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.send_signal(signal.SIGTERM)
+        deadline = asyncio.get_running_loop().time() + self.drain_seconds + 10
+        for worker in self.workers:
+            left = max(0.1, deadline - asyncio.get_running_loop().time())
+            try:
+                await asyncio.to_thread(worker.proc.wait, left)
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+        self.registry.close()

@@ -1,0 +1,116 @@
+"""Workers sharing sockets opened once, a worker dying under load, and a takeover of the
+listening sockets by a new process under load: no refused or failed connection."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from isthmus.samples.tcp_echo import start_tcp_echo
+from tests.e2e.harness import background, free_port, isthmus_run, tcp_gateway
+
+
+class Load:
+    """New connections in a loop, bounded in time and count, counting every failure."""
+
+    def __init__(self, port: int, seconds: float = 30.0, limit: int = 20000) -> None:
+        self.port = port
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + seconds
+        self._limit = limit
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            if self.ok + len(self.failures) >= self._limit:
+                return
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+                    s.sendall(b"ping\n")
+                    line = s.makefile("rb").readline()
+                    if line != b"echo ping\n":
+                        raise ConnectionError(f"got {line!r}")
+                self.ok += 1
+            except OSError as exc:
+                self.failures.append(repr(exc))
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.thread.join(timeout=30)
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    )
+    return [int(x) for x in out.stdout.split()]
+
+
+def wait_children(pid: int, count: int, timeout: float = 20.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = children(pid)
+        if len(found) >= count:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} workers, found {children(pid)}")
+
+
+def test_workers_share_sockets_and_a_dead_worker_is_replaced(tmp_path: Path) -> None:
+    port = free_port()
+    with background() as bg:
+        echo = bg.run(start_tcp_echo(0, "echo")).sockets[0].getsockname()[1]
+        (tmp_path / "c.yaml").write_text(tcp_gateway(port, [("v1", echo, "127.0.0.1")]))
+        with isthmus_run(tmp_path, "--workers", "2") as gw:
+            workers = wait_children(gw.pid, 2)
+            with Load(port) as load:
+                time.sleep(1.0)
+                os.kill(workers[0], signal.SIGKILL)
+                replacement = []
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    now = children(gw.pid)
+                    replacement = [p for p in now if p not in workers]
+                    if replacement and len(now) == 2:
+                        break
+                    time.sleep(0.1)
+                time.sleep(1.0)
+            assert replacement, "the dead worker was not replaced"
+            # SIGKILL takes down what that worker was relaying (one client: at most one
+            # connection); nothing is ever refused, because the sockets stay open.
+            assert not any("Refused" in f for f in load.failures), load.failures
+            assert len(load.failures) <= 1, load.failures
+            assert load.ok > 50
+        assert any("exited" in line for line in gw.output)
+
+
+def test_takeover_under_load_refuses_nothing(tmp_path: Path) -> None:
+    port = free_port()
+    handover = str(tmp_path / "handover.sock")
+    with background() as bg:
+        echo = bg.run(start_tcp_echo(0, "echo")).sockets[0].getsockname()[1]
+        config = tmp_path / "config"
+        config.mkdir()
+        (config / "c.yaml").write_text(tcp_gateway(port, [("v1", echo, "127.0.0.1")]))
+        with isthmus_run(config, "--takeover", handover) as old:
+            load = Load(port)
+            with load:
+                time.sleep(1.0)
+                with isthmus_run(config, "--takeover", handover) as new:
+                    assert old.proc.wait(timeout=20) == 0  # drained and exited by itself
+                    time.sleep(1.0)
+                    assert new.proc.poll() is None
+                    load.__exit__(None, None, None)  # stop the load before the new one stops
+        assert load.failures == [], load.failures[:5]
+        assert load.ok > 50
