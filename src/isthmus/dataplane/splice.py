@@ -120,11 +120,13 @@ class _Direction:
         if self.pipe_r < 0:
             return  # stopped while this callback was already queued
         moved = 0
+        drained = False
         while moved < _PUMP_BUDGET:
             in_blocked = self.eof
             if not self.eof and self.pending < self.capacity:
+                asked = self.capacity - self.pending
                 try:
-                    n = os.splice(self.src, self.pipe_w, self.capacity - self.pending, flags=_FLAGS)
+                    n = os.splice(self.src, self.pipe_w, asked, flags=_FLAGS)
                 except BlockingIOError:
                     in_blocked = True  # source empty, or the pipe's page slots are full
                 except OSError as exc:
@@ -134,6 +136,10 @@ class _Direction:
                     if n:
                         self.pending += n
                         engine.received(self.to_upstream, n, self.pending)
+                        # Less than asked: the socket is (almost surely) empty now, so once
+                        # the pipe is flushed wait for readiness instead of a splice that
+                        # would only fail with EAGAIN (one syscall saved per small message).
+                        drained = n < asked
                     else:
                         self.eof = in_blocked = True
             if self.pending:
@@ -147,6 +153,9 @@ class _Direction:
                     return
                 self.pending -= n
                 moved += n
+                if drained and not self.pending:
+                    self.wait(_READ)
+                    return
             elif in_blocked:
                 if self.eof:
                     self.finish()
