@@ -1084,7 +1084,8 @@ def render(
         "rounds). With one connection only one process works at a time and every hop wakes a "
         "process on the other CPU, so req/s measures wake-up latency more than proxy work; "
         "a proxy that idles more (nginx, HAProxy) probably also waits longer for its CPU to "
-        "wake up, the likely cause of their higher p99 there. New connections add accept and close work to the proxy, and to the origin "
+        "wake up, the likely cause of their higher p99 there. New connections add accept and "
+        "close work to the proxy, and to the origin "
         "in `direct` only (the proxies keep their upstream connections). `wrk + origin` near "
         "100% means the client side, not the proxy, was the limit in that row.",
         "",
