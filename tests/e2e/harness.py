@@ -86,6 +86,10 @@ def _drain(proc: subprocess.Popen[bytes], out: list[str]) -> None:
 
 @contextlib.contextmanager
 def isthmus_run(config: Path, *extra: str) -> Iterator[Isthmus]:
+    ports: list[str] = []
+    for flag in ("--admin-port", "--status-port", "--metrics-port"):
+        if flag not in extra:
+            ports += [flag, "0"]  # tests pick their own ports; the defaults are fixed ones
     cmd = [
         sys.executable,
         "-m",
@@ -97,6 +101,7 @@ def isthmus_run(config: Path, *extra: str) -> Iterator[Isthmus]:
         "127.0.0.1",
         "--drain-seconds",
         "1",
+        *ports,
         *extra,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -808,3 +808,14 @@ def test_objects_know_their_source() -> None:
     assert s.line_of("metadata.labels.app") == 8
     assert s.line_of("metadata.nothing.here") == 4
     assert s.line_of("") == 2
+
+
+def test_duplicate_keys_are_an_error_naming_the_line() -> None:
+    from isthmus.model import load_text
+
+    text = "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\napiVersion: v1\nkind: Service\n"
+    result = load_text(text, "dup.yaml")
+    assert [str(e) for e in result.errors] == [
+        'dup.yaml:4: invalid YAML: duplicate key "apiVersion" (a missing "---" between two '
+        "documents looks like this)"
+    ]

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from isthmus import __version__
-from isthmus.cli import analyze, demo, explain, run, samples
+from isthmus.cli import analyze, demo, explain, proxy_config, run, samples
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(sub)
     samples.register(sub)
     demo.register(sub)
+    proxy_config.register(sub)
     return parser
 
 

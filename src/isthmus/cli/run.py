@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from isthmus.cli.common import add_config_args, identity_from
+from isthmus.cli.observe import GatewayProvider, add_observe_args, start_ports, telemetry_for
 from isthmus.cli.processes import HandoverServer, Takeover, parse_worker_fds
 from isthmus.cli.summary import summarize
 from isthmus.cli.supervisor import Supervisor
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="serve the config")
     add_config_args(p)
     add_serve_args(p)
+    add_observe_args(p)
     p.set_defaults(func=run)
 
 
@@ -197,7 +199,12 @@ def run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
     if args.workers > 1 and args.worker_fds is None:
         return run_loop(supervise(args, result.snapshot.version))
-    gateway = Gateway(result.snapshot, serve_options(args))
+    config_state = ConfigState(result.snapshot.version)
+    gateway_ref: list[Gateway] = []
+    telemetry = telemetry_for(args, identity_from(args), config_state, gateway_ref)
+    gateway = Gateway(result.snapshot, serve_options(args), telemetry=telemetry)
+    gateway_ref.append(gateway)
+    provider = GatewayProvider(gateway, config_state, identity_from(args), telemetry.metrics)
     takeover: Takeover | None = None
     if args.worker_fds is not None:
         gateway.inherited = parse_worker_fds(args.worker_fds)
@@ -221,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         args.paths,
         identity_from(args),
         gateway,
-        ConfigState(result.snapshot.version),
+        config_state,
         report,
         summary,
         args.drain_seconds,
@@ -235,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
             takeover=takeover,
             handover_path=None if worker else args.takeover,
             control_fd=args.control_fd,
+            ports=None if worker else lambda: start_ports(args, provider),
         )
         return run_loop(
             serve(gateway, args.drain_seconds, args.quiet, reloader, args.no_watch or worker, hooks)
@@ -262,6 +270,7 @@ class Hooks:
     takeover: Takeover | None = None
     handover_path: str | None = None
     control_fd: int | None = None
+    ports: Callable[[], Coroutine[Any, Any, list[asyncio.Server]]] | None = None
 
 
 def on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], object]], object]:
@@ -312,6 +321,7 @@ async def serve(
         )
     if hooks.control_fd is not None and reloader is not None:
         watch_control(hooks.control_fd, gateway, reloader, stop)
+    obs_servers = await hooks.ports() if hooks.ports is not None else []
     stop_watching = asyncio.Event()
     watcher: asyncio.Task[None] | None = None
     remove_hup: Callable[[], None] | None = None
@@ -344,6 +354,10 @@ async def serve(
             flush=True,
         )
     await gateway.close(drain_seconds)
+    for server in obs_servers:
+        server.close()
+    if gateway.telemetry.log is not None:
+        await asyncio.to_thread(gateway.telemetry.log.close)
     return 0
 
 

@@ -105,8 +105,7 @@ class ResponseRelay:
         self.ended = False
         self.rest = b""
         self.bytes_out = 0
-        self.writable: asyncio.Event = asyncio.Event()
-        self.writable.set()
+        self._writable: asyncio.Event | None = None  # made only when an upload stalls
         self.interim: list[ResponseHead] = []
 
     # upstream callbacks ---------------------------------------------------------------------
@@ -135,6 +134,13 @@ class ResponseRelay:
             self.head_future.set_exception(error)
         elif not self.done.done():
             self.done.set_result(False)
+
+    @property
+    def writable(self) -> asyncio.Event:
+        if self._writable is None:
+            self._writable = asyncio.Event()
+            self._writable.set()
+        return self._writable
 
     def on_upstream_writable(self, writable: bool) -> None:
         if writable:

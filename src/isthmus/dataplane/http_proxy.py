@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from isthmus.dataplane.http_exchange import RequestBody
 from isthmus.dataplane.http_request import Outcome, handle_request, route_table_of
 from isthmus.dataplane.http_upstream import HttpPool, UpstreamHttp
 from isthmus.dataplane.relay import relay_transports
+from isthmus.dataplane.telemetry import Telemetry
+from isthmus.obs.accesslog import HttpEntry
 from isthmus.proto.http1 import (
     Body,
     EndOfMessage,
@@ -71,6 +74,7 @@ class HttpContext:
     connections: set[DownstreamHttp] = field(default_factory=set)
     all_closed: asyncio.Event = field(default_factory=asyncio.Event)
     draining_listeners: set[str] = field(default_factory=set)
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
 
 class DownstreamHttp(asyncio.Protocol):
@@ -110,6 +114,13 @@ class DownstreamHttp(asyncio.Protocol):
         self.last_flag = ""
         self.last_route: Route | None = None
         self.pending_error: ProtocolError | None = None
+        # the request in flight, for metrics and the access log
+        self.head: RequestHead | None = None
+        self.started_at = 0.0
+        self.started_wall = 0.0
+        self.bytes_sent = 0
+        self.last_cluster = ""
+        self.last_upstream = ""
 
     @property
     def draining(self) -> bool:
@@ -170,7 +181,12 @@ class DownstreamHttp(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if not self.closed:
+            self.bytes_sent += len(data)
             self.transport.write(data)
+
+    def note_upstream(self, cluster: str, upstream: str) -> None:
+        self.last_cluster = cluster
+        self.last_upstream = upstream
 
     def note_response(self, status: int, flag: str) -> None:
         self.last_status = status
@@ -234,6 +250,12 @@ class DownstreamHttp(asyncio.Protocol):
 
     def _start(self, head: RequestHead) -> None:
         self._disarm()
+        self.head = head
+        self.started_at = time.monotonic()
+        self.started_wall = time.time()
+        self.bytes_sent = 0
+        self.last_cluster = self.last_upstream = ""
+        self.last_status, self.last_flag, self.last_route = 0, "", None
         self.awaiting_head = False
         expects_body = head.chunked or bool(head.content_length)
         self.body = RequestBody(self.pause_reading, self.resume_reading, expects_body)
@@ -241,6 +263,7 @@ class DownstreamHttp(asyncio.Protocol):
         self.current.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[Outcome]) -> None:
+        self._record()
         self.current = None
         self.body = None
         if self.closed:
@@ -267,6 +290,54 @@ class DownstreamHttp(asyncio.Protocol):
             self._dispatch(self.backlog.popleft())
         if not self.backlog:
             self.resume_reading()
+
+    def _record(self) -> None:
+        """Metrics and the access log for the request that just ended."""
+        telemetry = self.ctx.telemetry
+        head = self.head
+        if head is None or (telemetry.metrics is None and telemetry.log is None):
+            return
+        duration_ms = (time.monotonic() - self.started_at) * 1000.0
+        received = self.body.total if self.body is not None else 0
+        flags = self.last_flag or "-"
+        status = self.last_status
+        if telemetry.metrics is not None:
+            telemetry.metrics.http(
+                self.last_cluster,
+                self.last_upstream,
+                status,
+                flags,
+                duration_ms,
+                received,
+                self.bytes_sent,
+            )
+        if telemetry.log is not None:
+            headers = dict(head.headers)
+            sock = self.transport.get_extra_info("sockname")
+            peer = self.transport.get_extra_info("peername")
+            telemetry.log.http(
+                HttpEntry(
+                    self.started_wall,
+                    head.method,
+                    head.target,
+                    f"HTTP/{head.version}",
+                    status,
+                    flags,
+                    received,
+                    self.bytes_sent,
+                    duration_ms,
+                    head.host,
+                    f"{sock[0]}:{sock[1]}" if sock else "",
+                    f"{peer[0]}:{peer[1]}" if peer else "",
+                    upstream_host=self.last_upstream or None,
+                    upstream_cluster=self.last_cluster or None,
+                    route_name=self.last_route.name if self.last_route is not None else None,
+                    x_forwarded_for=headers.get("x-forwarded-for"),
+                    user_agent=headers.get("user-agent"),
+                    request_id=headers.get("x-request-id"),
+                )
+            )
+        self.head = None
 
     def _reject(self, exc: ProtocolError) -> None:
         reply = lr.bad_request(exc.status, exc.details)

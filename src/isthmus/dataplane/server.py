@@ -22,6 +22,7 @@ from isthmus.dataplane.http_proxy import (
 )
 from isthmus.dataplane.http_upstream import HttpPool
 from isthmus.dataplane.tcp_proxy import TcpContext, proxy_tcp
+from isthmus.dataplane.telemetry import Telemetry
 from isthmus.dataplane.tls_cache import ContextCache
 from isthmus.dataplane.tls_listener import serve_tls_connection
 from isthmus.snapshot.simulate import select_filter_chain
@@ -110,13 +111,20 @@ class Gateway:
     http: HttpContext | None = None
     tls_contexts: ContextCache = field(init=False)
     inherited: ListenerSockets = field(default_factory=ListenerSockets)
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    ready: bool = False
+    draining: bool = False
     """Listening sockets from a supervisor or a previous process, used instead of binding."""
     _tcp: TcpContext | None = None
 
     def tcp_context(self) -> TcpContext:
         if self._tcp is None:
             self._tcp = TcpContext(
-                self.clusters, self.rng, self.options.use_splice, self.tls_contexts
+                self.clusters,
+                self.rng,
+                self.options.use_splice,
+                self.tls_contexts,
+                self.telemetry,
             )
         return self._tcp
 
@@ -149,6 +157,9 @@ class Gateway:
             await self._activate(bound)
         if self.options.mesh_port is not None:
             await self._serve_mesh()
+        self.ready = True
+        if self.telemetry.metrics is not None:
+            self.telemetry.metrics.set_snapshot(self.snapshot)
 
     async def _activate(self, bound: _Bound) -> None:
         self._bound[bound.listener_name] = bound
@@ -191,6 +202,8 @@ class Gateway:
                 bound.sock.close()
             raise
         self.snapshot = snapshot
+        if self.telemetry.metrics is not None:
+            self.telemetry.metrics.set_snapshot(snapshot)
         for bound in opened:
             await self._activate(bound)
         for name in rekind:  # same port, another kind of listener: a brief re-bind
@@ -241,7 +254,9 @@ class Gateway:
     def http_context(self) -> HttpContext:
         if self.http is None:
             pool = HttpPool(self.clusters, self.tls_contexts)
-            self.http = HttpContext(self, pool, self.options.http, rng=self.rng)
+            self.http = HttpContext(
+                self, pool, self.options.http, rng=self.rng, telemetry=self.telemetry
+            )
         return self.http
 
     async def _serve_http(self, listener: Listener, sock: socket.socket) -> asyncio.AbstractServer:
@@ -313,6 +328,16 @@ class Gateway:
         if not task.cancelled() and task.exception() is not None:
             log.error("connection failed", exc_info=task.exception())
 
+    def connections_by_listener(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name in self._tasks.values():
+            if name:
+                counts[name] = counts.get(name, 0) + 1
+        if self.http is not None:
+            for conn in self.http.connections:
+                counts[conn.listener] = counts.get(conn.listener, 0) + 1
+        return counts
+
     @property
     def active_connections(self) -> int:
         http = len(self.http.connections) if self.http is not None else 0
@@ -327,6 +352,7 @@ class Gateway:
 
         HTTP connections between requests close at once; busy ones after their response
         (with ``connection: close``)."""
+        self.draining = True
         self.stop_listening()
         waits: list[asyncio.Future[object]] = list(self._tasks)  # type: ignore[arg-type]
         if self.http is not None:

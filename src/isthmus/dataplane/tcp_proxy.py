@@ -11,15 +11,19 @@ import logging
 import random
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from isthmus.dataplane.balancer import ClusterStates
 from isthmus.dataplane.relay import relay, relay_transport_to_socket, relay_transports
 from isthmus.dataplane.routing import pick_weighted
+from isthmus.dataplane.telemetry import Telemetry
 from isthmus.dataplane.tls_cache import ContextCache
 from isthmus.dataplane.tls_context import check_peer
 from isthmus.dataplane.tls_errors import TLSConfigError
 from isthmus.dataplane.upstream import UpstreamConnection, UpstreamError, connect_upstream
+from isthmus.obs.accesslog import TcpEntry
 from isthmus.snapshot.simulate import select_tcp_route
 from isthmus.snapshot.types import Cluster, Snapshot, TcpProxy
 
@@ -34,6 +38,7 @@ class TcpContext:
     rng: random.Random
     use_splice: bool | None = None
     tls: ContextCache = field(default_factory=ContextCache)
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
 
 class _Parked(asyncio.Protocol):
@@ -88,6 +93,75 @@ async def _originate(
     return transport, bytes(parked.early)
 
 
+class _Record:
+    """Istio's TCP metrics and Envoy's access log line for one connection."""
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        conn: socket.socket,
+        peer: tuple[str, int],
+        cluster: Cluster | None,
+        sni: str | None,
+    ) -> None:
+        self.telemetry = telemetry
+        self.enabled = telemetry.metrics is not None or telemetry.log is not None
+        if not self.enabled:
+            return
+        self.cluster = cluster.name if cluster is not None else ""
+        self.peer = f"{peer[0]}:{peer[1]}"
+        try:
+            local = conn.getsockname()
+            self.local = f"{local[0]}:{local[1]}"
+        except OSError:
+            self.local = ""
+        self.sni = sni
+        self.upstream = ""
+        self.series: Any = None
+        self.start = time.time()
+        self.began = time.monotonic()
+
+    def opened(self, upstream: str) -> None:
+        if not self.enabled:
+            return
+        self.upstream = upstream
+        if self.telemetry.metrics is not None:
+            self.series = self.telemetry.metrics.tcp_open(self.cluster, upstream)
+
+    def failed(self, flags: str) -> None:
+        if not self.enabled:
+            return
+        if self.telemetry.metrics is not None and self.cluster:
+            self.telemetry.metrics.tcp_failed(self.cluster, "", flags)
+        self._log(0, 0, flags)
+
+    def closed(self, sent: int, received: int) -> None:
+        if not self.enabled:
+            return
+        if self.telemetry.metrics is not None and self.series is not None:
+            self.telemetry.metrics.tcp_close(self.series, sent, received)
+        self._log(sent, received, "-")
+
+    def _log(self, sent: int, received: int, flags: str) -> None:
+        log = self.telemetry.log
+        if log is None:
+            return
+        log.tcp(
+            TcpEntry(
+                self.start,
+                (time.monotonic() - self.began) * 1000.0,
+                received,
+                sent,
+                flags,
+                self.local,
+                self.peer,
+                upstream_host=self.upstream or None,
+                upstream_cluster=self.cluster or None,
+                requested_server_name=self.sni,
+            )
+        )
+
+
 def _route(
     proxy: TcpProxy,
     snapshot: Snapshot,
@@ -117,27 +191,35 @@ async def proxy_tcp(
     under.  No route, a missing cluster or no reachable endpoint closes it without a byte, as
     Envoy does (response flags NR, NC, UH/UF)."""
     cluster = _route(proxy, snapshot, gateway_port, peer, local, sni, ctx.rng)
-    await proxy_to_cluster(conn, peer, cluster, ctx)
+    await proxy_to_cluster(conn, peer, cluster, ctx, sni)
 
 
 async def proxy_to_cluster(
-    conn: socket.socket, peer: tuple[str, int], cluster: Cluster | None, ctx: TcpContext
+    conn: socket.socket,
+    peer: tuple[str, int],
+    cluster: Cluster | None,
+    ctx: TcpContext,
+    sni: str | None = None,
 ) -> None:
     """Connect to ``cluster`` and relay; no cluster or no endpoint closes the client."""
+    record = _Record(ctx.telemetry, conn, peer, cluster, sni)
     upstream = await _connect(cluster, ctx, peer[0]) if cluster is not None else None
     if cluster is None or upstream is None:
+        record.failed("NR" if cluster is None else "UF")
         conn.close()
         return
     pool = cluster.connection_pool
+    record.opened(upstream.endpoint.key)
     with upstream:
         if cluster.tls is None:
-            await relay(
+            stats = await relay(
                 conn,
                 upstream.sock,
                 use_splice=ctx.use_splice,
                 idle_timeout=pool.idle_timeout or None,
                 max_duration=pool.max_connection_duration,
             )
+            record.closed(stats.upstream_to_client, stats.client_to_upstream)
             return
         originated = await _originate(cluster, ctx, upstream)
         if originated is None:

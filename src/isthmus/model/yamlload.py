@@ -86,6 +86,8 @@ def read_documents(file: str, text: str) -> tuple[list[Document], list[ConfigErr
         lines: dict[Path, int] = {}
         try:
             value = builder.build(node, (), lines)
+        except DuplicateKey as exc:
+            return docs, [ConfigError(file, exc.line, None, "", f"invalid YAML: {exc}")]
         except yaml.YAMLError as exc:
             return docs, [
                 ConfigError(file, node.start_mark.line + 1, None, "", f"invalid YAML: {exc}")
@@ -118,6 +120,14 @@ def load_documents(paths: Iterable[str]) -> tuple[list[Document], list[ConfigErr
     return docs, errors
 
 
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, line: int, key: str) -> None:
+        super().__init__(
+            f'duplicate key "{key}" (a missing "---" between two documents looks like this)'
+        )
+        self.line = line
+
+
 class _Builder:
     """Turns composed nodes into plain values while recording the line of every path."""
 
@@ -134,6 +144,8 @@ class _Builder:
                 if not isinstance(key, str | int | float | bool) and key is not None:
                     raise yaml.YAMLError(f"line {key_node.start_mark.line + 1}: unhashable key")
                 child = (*path, str(key))
+                if key in out:  # PyYAML keeps the last silently; kubectl's strict decoding refuses
+                    raise DuplicateKey(key_node.start_mark.line + 1, str(key))
                 out[key] = self.build(value_node, child, lines)
                 lines[child] = key_node.start_mark.line + 1
             return out
