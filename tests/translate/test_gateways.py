@@ -161,8 +161,9 @@ def test_revision_labelled_config_is_only_for_that_revision() -> None:
     canary_vs = http_vs(
         "canary-only", hosts='["canary.example.com"]', rules="- directResponse: {status: 299}"
     ).replace("namespace: default}", "namespace: default, labels: {istio.io/rev: canary}}")
-    shared_vs = http_vs("shared", hosts='["shared.example.com"]',
-                        rules="- directResponse: {status: 200}")
+    shared_vs = http_vs(
+        "shared", hosts='["shared.example.com"]', rules="- directResponse: {status: 200}"
+    )
     yaml = gateway(selector="istio: ingressgateway") + canary_vs + shared_vs
     canary = GatewayIdentity(revision="canary")
     stable = GatewayIdentity(revision="stable")
