@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +84,19 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         help="reload at most this long after the first change (default 1000)",
     )
     p.add_argument(
+        "--tracing",
+        type=float,
+        metavar="PERCENT",
+        help="start B3 traces at the gateway, sampling PERCENT of new ones "
+        "(off by default, as in current Istio; trace headers always pass)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="how isthmus prints its own messages (not the access log)",
+    )
+    p.add_argument(
         "--istio-ca",
         metavar="PATH",
         help="CA bundle standing in for Istio's mesh CA, so Gateway servers in "
@@ -144,6 +159,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         stream_idle_timeout=args.stream_idle_timeout,
         idle_timeout=args.idle_timeout,
         trusted_hops=args.num_trusted_proxies,
+        tracing=args.tracing,
     )
     return ServeOptions(
         bind=args.bind,
@@ -214,8 +230,18 @@ def run(args: argparse.Namespace) -> int:
             gateway.inherited = takeover.sockets
 
     def report(lines: list[str]) -> None:
-        out = sys.stderr if lines and lines[0].startswith("rejected") else sys.stdout
+        rejected = bool(lines) and lines[0].startswith("rejected")
+        out = sys.stderr if rejected else sys.stdout
         if out is sys.stdout and args.quiet:
+            return
+        if args.log_format == "json":
+            record = {
+                "time": time.time(),
+                "level": "error" if rejected else "info",
+                "msg": lines[0] if lines else "",
+                "details": [x.strip() for x in lines[1:]],
+            }
+            print(json.dumps(record), file=out, flush=True)
             return
         for line in lines:
             print(line, file=out, flush=True)

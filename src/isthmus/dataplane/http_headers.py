@@ -93,6 +93,38 @@ def upstream_request_headers(
     return out, client
 
 
+TRACE_HEADERS = ("x-b3-traceid", "b3", "traceparent")
+
+
+def add_trace(headers: Headers, sample_percent: float, rng_bits: int) -> None:
+    """``--tracing``: B3 as an Istio gateway's Zipkin tracer does it.
+
+    An incoming trace (B3 or W3C ``traceparent``) continues: the gateway's span becomes the
+    child of the caller's (``x-b3-parentspanid`` = the caller's span, a new ``x-b3-spanid``).
+    Without one, a new trace starts, sampled at ``sample_percent``.
+    """
+    span = f"{rng_bits & 0xFFFFFFFFFFFFFFFF:016x}"
+    incoming = {
+        n: v for n, v in headers if n in ("x-b3-traceid", "x-b3-spanid", "b3", "traceparent")
+    }
+    if not incoming:
+        trace = f"{(rng_bits >> 64) & ((1 << 128) - 1):032x}"
+        sampled = "1" if (rng_bits % 10000) < sample_percent * 100 else "0"
+        headers.extend((("x-b3-traceid", trace), ("x-b3-spanid", span), ("x-b3-sampled", sampled)))
+        return
+    parent = incoming.get("x-b3-spanid")
+    if parent is None and "traceparent" in incoming:
+        parts = incoming["traceparent"].split("-")
+        parent = parts[2] if len(parts) >= 3 else None
+    if "x-b3-traceid" in incoming or "traceparent" in incoming:
+        headers[:] = [(n, v) for n, v in headers if n not in ("x-b3-spanid", "x-b3-parentspanid")]
+        if "x-b3-traceid" not in incoming and "traceparent" in incoming:
+            headers.append(("x-b3-traceid", incoming["traceparent"].split("-")[1]))
+        headers.append(("x-b3-spanid", span))
+        if parent:
+            headers.append(("x-b3-parentspanid", parent))
+
+
 def downstream_response_headers(
     headers: Sequence[tuple[str, str]], *, upstream_ms: int | None, upgrade: bool = False
 ) -> Headers:

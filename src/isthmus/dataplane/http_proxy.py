@@ -52,6 +52,8 @@ class HttpSettings:
     stream_idle_timeout: float = 300.0
     idle_timeout: float = 3600.0
     trusted_hops: int = 0
+    tracing: float | None = None
+    """``--tracing PERCENT``: start/continue B3 traces; None: headers pass unchanged."""
 
 
 @dataclass(frozen=True)

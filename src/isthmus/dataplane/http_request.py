@@ -16,6 +16,7 @@ from isthmus.dataplane import local_reply as lr
 from isthmus.dataplane.http_exchange import RequestBody, ResponseRelay
 from isthmus.dataplane.http_headers import (
     Headers,
+    add_trace,
     apply_ops,
     downstream_response_headers,
     header_value,
@@ -183,6 +184,8 @@ async def _forward(
         upgrade=upgrade,
     )
     headers = [(n, authority) if n == "host" else (n, v) for n, v in headers]
+    if conn.settings.tracing is not None:
+        add_trace(headers, conn.settings.tracing, conn.rng.getrandbits(192))
     headers = apply_ops(apply_ops(headers, action.request_headers), dest.request_headers)
     if head.chunked:
         headers.append(("transfer-encoding", "chunked"))
