@@ -153,14 +153,20 @@ class ResponseRelay:
         """Write the response head and whatever body already arrived; stream the rest."""
         self.committed = True
         self.chunked_out = chunked
-        self.downstream.write(head_bytes)
-        if not has_body:
-            self.pending.clear()
-        for data in self.pending:
-            self._write_body(data)
+        # One write for the head, what body already arrived and (if complete) the last chunk:
+        # each write is a send(2), and most responses arrive whole in one read.
+        parts = [head_bytes]
+        if has_body:
+            for data in self.pending:
+                if data:
+                    self.bytes_out += len(data)
+                    parts.append(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
         self.pending.clear()
-        if self.ended:
-            self._finish()
+        if self.ended and chunked:
+            parts.append(b"0\r\n\r\n")
+        self.downstream.write(b"".join(parts) if len(parts) > 1 else head_bytes)
+        if self.ended and not self.done.done():
+            self.done.set_result(True)
 
     def _write_body(self, data: bytes) -> None:
         if not data:

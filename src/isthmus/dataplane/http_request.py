@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -179,7 +178,7 @@ async def _forward(
         head.headers,
         peer_ip=conn.peer_ip,
         scheme=conn.scheme,
-        request_id=str(uuid.uuid4()),
+        request_id=request_id(conn.rng.getrandbits(128)),
         trusted_hops=conn.settings.trusted_hops,
         upgrade=upgrade,
     )
@@ -199,6 +198,14 @@ async def _forward(
     return await _attempts(
         conn, head, body, cluster, dest, action, target, headers, client_ip, origin
     )
+
+
+def request_id(bits: int) -> str:
+    """A version-4 UUID from the connection's PRNG (``uuid.uuid4()`` reads the OS's entropy
+    per call: an x-request-id needs uniqueness, not secrecy)."""
+    bits = (bits & ~(0xF << 76) | (0x4 << 76)) & ~(0x3 << 62) | (0x2 << 62)
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _retriable_status(policy: RetryPolicy, status: int) -> bool:
@@ -526,7 +533,7 @@ async def _passthrough(
         head.headers,
         peer_ip=conn.peer_ip,
         scheme="http",
-        request_id=str(uuid.uuid4()),
+        request_id=request_id(conn.rng.getrandbits(128)),
         trusted_hops=conn.settings.trusted_hops,
     )
     if head.chunked:
