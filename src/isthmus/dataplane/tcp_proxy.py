@@ -41,7 +41,10 @@ class TcpContext:
     telemetry: Telemetry = field(default_factory=Telemetry)
 
 
-class _Parked(asyncio.Protocol):
+class Parked(asyncio.Protocol):
+    """Holds a new transport (a TLS handshake just done, an adopted socket) with reading
+    paused, keeping any bytes that arrived early, until a relay takes it over."""
+
     def __init__(self) -> None:
         self.early = bytearray()
         self.transport: asyncio.Transport | None = None
@@ -75,7 +78,7 @@ async def _originate(
         secret = dict(cluster.tls.secret) if cluster.tls.secret else None
         context, sni = ctx.tls.get_client(cluster.tls, host=cluster.service, secret=secret)
         transport, parked = await loop.create_connection(
-            _Parked,
+            Parked,
             sock=upstream.sock,
             ssl=context,
             server_hostname=sni or None,
@@ -227,7 +230,7 @@ async def proxy_to_cluster(
             return
         loop = asyncio.get_running_loop()
         conn.setblocking(False)
-        client, parked = await loop.connect_accepted_socket(_Parked, conn)
+        client, parked = await loop.connect_accepted_socket(Parked, conn)
         await relay_transports(
             client,
             originated[0],

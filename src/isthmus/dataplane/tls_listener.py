@@ -8,10 +8,10 @@ import asyncio
 import logging
 import socket
 import ssl
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from isthmus.dataplane.http_proxy import DownstreamHttp
-from isthmus.dataplane.tcp_proxy import proxy_tcp, proxy_tcp_transport, proxy_to_cluster
+from isthmus.dataplane.tcp_proxy import Parked, proxy_tcp, proxy_tcp_transport, proxy_to_cluster
 from isthmus.dataplane.tls_context import check_peer
 from isthmus.dataplane.tls_errors import TLSConfigError
 from isthmus.proto.tls_hello import ClientHelloError, parse_client_hello
@@ -67,26 +67,6 @@ def _wake(ready: asyncio.Future[None]) -> None:
         ready.set_result(None)
 
 
-class _Parked(asyncio.Protocol):
-    """Holds a terminated TLS connection until the TCP relay takes it over."""
-
-    def __init__(self) -> None:
-        self.early = bytearray()
-        self.transport: asyncio.Transport | None = None
-        self.made: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.transport.pause_reading()
-        if not self.made.done():
-            self.made.set_result(None)
-
-    def data_received(self, data: bytes) -> None:
-        self.early += data
-        if self.transport is not None:
-            self.transport.pause_reading()
-
-
 async def serve_tls_connection(
     gateway: Gateway, conn: socket.socket, peer: tuple[str, int], listener_name: str
 ) -> None:
@@ -136,7 +116,7 @@ async def serve_tls_connection(
     assert isinstance(app, TcpProxy)
     try:
         transport, parked = await loop.connect_accepted_socket(
-            _Parked, conn, ssl=context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+            Parked, conn, ssl=context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
         )
     except (ssl.SSLError, OSError, TimeoutError):
         conn.close()
