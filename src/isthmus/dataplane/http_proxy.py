@@ -116,6 +116,7 @@ class DownstreamHttp(asyncio.Protocol):
         self.last_flag = ""
         self.last_route: Route | None = None
         self.pending_error: ProtocolError | None = None
+        self.peer_address = self.local_address = ""
         # the request in flight, for metrics and the access log
         self.head: RequestHead | None = None
         self.started_at = 0.0
@@ -139,6 +140,10 @@ class DownstreamHttp(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if peer else ""
+        local = transport.get_extra_info("sockname")
+        # formatted once per connection for the access log, not once per request
+        self.peer_address = f"{peer[0]}:{peer[1]}" if peer else ""
+        self.local_address = f"{local[0]}:{local[1]}" if local else ""
         self.ctx.connections.add(self)
         self.ctx.all_closed.clear()
         self._await_head()
@@ -314,29 +319,34 @@ class DownstreamHttp(asyncio.Protocol):
                 self.bytes_sent,
             )
         if telemetry.log is not None:
-            headers = dict(head.headers)
-            sock = self.transport.get_extra_info("sockname")
-            peer = self.transport.get_extra_info("peername")
+            xff = agent = request_id = None
+            for name, value in head.headers:  # the three the log shows, without a dict
+                if name == "x-forwarded-for":
+                    xff = value
+                elif name == "user-agent":
+                    agent = value
+                elif name == "x-request-id":
+                    request_id = value
             telemetry.log.http(
                 HttpEntry(
                     self.started_wall,
                     head.method,
                     head.target,
-                    f"HTTP/{head.version}",
+                    "HTTP/1.1" if head.version == "1.1" else f"HTTP/{head.version}",
                     status,
                     flags,
                     received,
                     self.bytes_sent,
                     duration_ms,
                     head.host,
-                    f"{sock[0]}:{sock[1]}" if sock else "",
-                    f"{peer[0]}:{peer[1]}" if peer else "",
+                    self.local_address,
+                    self.peer_address,
                     upstream_host=self.last_upstream or None,
                     upstream_cluster=self.last_cluster or None,
                     route_name=self.last_route.name if self.last_route is not None else None,
-                    x_forwarded_for=headers.get("x-forwarded-for"),
-                    user_agent=headers.get("user-agent"),
-                    request_id=headers.get("x-request-id"),
+                    x_forwarded_for=xff,
+                    user_agent=agent,
+                    request_id=request_id,
                 )
             )
         self.head = None
