@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
+import weakref
 from dataclasses import dataclass
+from typing import BinaryIO
 
 
 @dataclass
@@ -18,9 +20,18 @@ class Response:
         return result
 
 
+_READERS: weakref.WeakKeyDictionary[socket.socket, BinaryIO] = weakref.WeakKeyDictionary()
+
+
 def read_response(sock: socket.socket, method: str = "GET") -> Response:
-    """Read one HTTP/1.1 response (content-length, chunked or until close)."""
-    reader = sock.makefile("rb")
+    """Read one HTTP/1.1 response (content-length, chunked or until close).
+
+    One buffered reader per socket: a fresh ``makefile`` per response would read ahead into
+    the next pipelined response and lose it with the reader.
+    """
+    reader = _READERS.get(sock)
+    if reader is None:
+        reader = _READERS[sock] = sock.makefile("rb")
     status_line = reader.readline()
     if not status_line:
         raise ConnectionError("closed before a response")
