@@ -118,6 +118,8 @@ class Sample:
     proxy_sys: float | None = None
     origin_cpu: float = 0.0
     client_cpu: float = 0.0
+    access_log: int = 0
+    """Bytes isthmus wrote to its access log during the measurement."""
     foreign: float = 0.0
     """Average cores busy with things other than this benchmark during the measurement."""
     errors: int = 0
@@ -156,6 +158,8 @@ class Tools:
     isthmus_argv: list[str] = field(default_factory=list)
     isthmus_env: dict[str, str] | None = None
     isthmus_desc: str = ""
+    isthmus_obs: bool = False
+    """This isthmus has ``--access-log`` and ``--metrics-port`` (metrics and access log)."""
 
 
 def _find_exe(name: str) -> str | None:
@@ -170,10 +174,15 @@ def _find_exe(name: str) -> str | None:
     return None
 
 
-def _output(argv: Sequence[str], timeout: float = 10.0) -> str:
+def _output(argv: Sequence[str], timeout: float = 10.0, env: dict[str, str] | None = None) -> str:
     try:
         done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=env,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"({exc})"
@@ -294,15 +303,25 @@ class Processes:
         self._logs: list[IO[bytes]] = []
 
     def start(
-        self, name: str, argv: Sequence[str], env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        stdout: Path | None = None,
     ) -> subprocess.Popen[bytes]:
+        """Output goes to ``NAME.log``; ``stdout``, when given, takes standard output alone
+        (opened for appending, so it can be truncated while the process writes)."""
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop_all
         self._logs.append(log)
+        out: IO[bytes] | int = subprocess.STDOUT
+        if stdout is not None:
+            out = open(stdout, "ab")  # noqa: SIM115 - closed in stop_all
+            self._logs.append(out)
         proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=log if stdout is None else out,
+            stderr=log if stdout is not None else out,
             start_new_session=True,  # Ctrl-C reaches only us; we stop them in order
             env=env,
         )
@@ -667,15 +686,18 @@ end
 # A raw HTTP/1.1 request, to check every target before measuring
 
 
-def http_get(port: int, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+def http_get(
+    port: int, path: str = PATH, host: str = VHOST, timeout: float = 5.0
+) -> tuple[int, dict[str, str], bytes]:
+    """One ``GET`` with ``Connection: close``: (status, headers, body as read until close)."""
     req = (
-        f"GET {PATH} HTTP/1.1\r\nHost: {VHOST}\r\nX-Debug: 1\r\nConnection: close\r\n\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nX-Debug: 1\r\nConnection: close\r\n\r\n"
     ).encode()
     with socket.create_connection((HOST, port), timeout=timeout) as sock:
         sock.sendall(req)
         data = b""
         deadline = time.monotonic() + timeout
-        while len(data) < 1 << 20 and time.monotonic() < deadline:
+        while len(data) < 16 << 20 and time.monotonic() < deadline:
             chunk = sock.recv(65536)
             if not chunk:
                 break
@@ -704,6 +726,8 @@ class Bench:
     layout: Layout
     ports: dict[str, int] = field(default_factory=dict)
     origin: int = 0
+    metrics_port: int = 0
+    """isthmus's ``/stats/prometheus`` (0: not served)."""
 
     def _pinned(self, cpu: str | None, argv: list[str]) -> list[str]:
         if cpu is None or self.tools.taskset is None:
@@ -724,12 +748,14 @@ class Bench:
         cfg.write_text(origin_config(self.origin, self.tmp, wo, conns))
         self.procs.start("origin", self._pinned(self.layout.origin, self._nginx_argv(cfg)))
         wait_port(self.procs, "origin", self.origin)
+        metrics_ports = iter(free_ports(1))
         for key in PROXIES:
             port = next(ports)
             if key not in self.cfg.targets:
                 continue
             self.ports[key] = port
             env = None
+            access: Path | None = None
             if key == "nginx":
                 cfg = self.tmp / "nginx.conf"
                 cfg.write_text(nginx_config(port, self.origin, self.tmp, wo, conns))
@@ -747,7 +773,15 @@ class Bench:
                 argv = [*self.tools.isthmus_argv, "run", "-f", str(cdir), "--bind", HOST]
                 argv += ["--quiet", "--drain-seconds", "0"]
                 env = self.tools.isthmus_env
-            self.procs.start(key, self._pinned(self.layout.proxy, argv), env)
+                if self.tools.isthmus_obs:
+                    if bare:
+                        argv += ["--access-log", "off"]
+                    else:
+                        self.metrics_port = next(metrics_ports)
+                        argv += ["--access-log", "stdout", "--metrics-port"]
+                        argv.append(str(self.metrics_port))
+                        access = self.tmp / f"{key}-access.log"
+            self.procs.start(key, self._pinned(self.layout.proxy, argv), env, access)
             wait_port(self.procs, key, port)
 
     def _nginx_argv(self, cfg: Path) -> list[str]:
@@ -776,14 +810,48 @@ class Bench:
                     problems.append("response header x-served-by was not added")
             elif headers.get("x-seen-debug") != "1":
                 problems.append("the origin did not see x-debug")
+            if key == "isthmus" and self.tools.isthmus_obs:
+                problems += self._check_observability()
             if problems:
                 raise SystemExit(f"{label}: {'; '.join(problems)}; headers {headers}")
             print(f"  {label}: ok", flush=True)
+
+    def _check_observability(self) -> list[str]:
+        """The request just made shows in isthmus's access log and Istio metrics."""
+        access = self.tmp / "isthmus-access.log"
+        logged = counted = False
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (logged and counted):
+            time.sleep(0.1)
+            with contextlib.suppress(OSError):
+                logged = PATH in access.read_text(errors="replace")
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                _, _, metrics = http_get(self.metrics_port, "/stats/prometheus", host=HOST)
+                counted = any(
+                    line.startswith("istio_requests_total{") and 'response_code="200"' in line
+                    for line in metrics.decode(errors="replace").splitlines()
+                )
+        problems = [] if logged else [f"no access log line for {PATH} in {access.name}"]
+        if not counted:
+            problems.append(f"no istio_requests_total in :{self.metrics_port}/stats/prometheus")
+        return problems
+
+    def access_log_bytes(self) -> int:
+        """Size of isthmus's access log, truncated to 0 (so the disk does not fill up)."""
+        access = self.tmp / "isthmus-access.log"
+        try:
+            size = access.stat().st_size
+            os.truncate(access, 0)
+        except OSError:
+            return 0
+        return size
 
     def warm_up(self) -> None:
         """One second of keep-alive load through every target (pools, caches, page faults)."""
         for key in self.cfg.targets:
             self._wrk(self.ports[key], self.cfg.workloads[0], 1)
+        if self.tools.isthmus_obs:
+            self.access_log_bytes()
 
     # -- measuring -----------------------------------------------------------------------
 
@@ -830,6 +898,9 @@ class Bench:
             if not self.procs.alive(name):
                 sample.error = f"{name} is not running"
                 return sample
+        logging = target == "isthmus" and self.tools.isthmus_obs
+        if logging:
+            self.access_log_bytes()  # start from an empty access log
         u0, s0 = self.procs.cpu(proxy)
         origin0 = sum(self.procs.cpu(["origin"]))
         client0 = children_cpu()
@@ -844,6 +915,8 @@ class Bench:
         foreign = (system_busy() - busy0) - (self._our_cpu() - ours0)
         sample.foreign = max(0.0, foreign / wall) if wall > 0 else 0.0
         sample.seconds = wall
+        if logging:
+            sample.access_log = self.access_log_bytes()
         if "error" in res:
             sample.error = str(res["error"])
             sample.errors = 1
@@ -965,6 +1038,22 @@ def describe_machine(tools: Tools, layout: Layout) -> list[str]:
     ]
 
 
+def obs_note(samples: list[Sample], tools: Tools) -> str:
+    if not tools.isthmus_obs:
+        return (
+            "**Metrics and the access log do not exist in this isthmus** (no `--access-log` / "
+            "`--metrics-port` in `isthmus run --help`), so they are not measured: the target "
+            "below is held against isthmus without them."
+        )
+    logged = [s.access_log / s.requests for s in samples if s.access_log and s.requests]
+    size = f" (median {statistics.median(logged):.0f} bytes per request)" if logged else ""
+    return (
+        "**Metrics and access log on**: Istio's standard metrics served on `--metrics-port` "
+        "(checked to count the test request, not scraped during runs) and Envoy's access log "
+        f"with `--access-log stdout` into a file{size}."
+    )
+
+
 def render(
     samples: list[Sample], cfg: Config, tools: Tools, layout: Layout, started: datetime.datetime
 ) -> str:
@@ -995,16 +1084,17 @@ def render(
         "Gateway on an HTTP port, four VirtualService hosts; the bench host has ten rules that "
         "miss (URI prefix/exact/regex, header, method, query matches) ahead of the one that "
         "routes, which sets one request header, removes another and adds a response header; "
-        "Services with WorkloadEntries at the origin, upstream keep-alive pool. **Metrics and "
-        "the access log do not exist in isthmus yet** (a later issue), so they are not "
-        "measured: the target below is held against isthmus without them.",
+        "Services with WorkloadEntries at the origin, upstream keep-alive pool. "
+        + obs_note(samples, tools),
         "- **nginx**: `worker_processes 1`, `proxy_pass` to an `upstream` with `keepalive 64`, "
         '`proxy_http_version 1.1`, `proxy_set_header Connection ""`, `access_log off`.',
         "- **HAProxy**: `mode http`, `nbthread 1`, `http-reuse always`, no logging.",
         *(
             [
-                "- **isthmus, 1 rule**: the same, but the bench host has one catch-all rule and "
-                "no header rewriting (what the route table and rewrites cost, by difference)."
+                "- **isthmus, 1 rule**: the same, but the bench host has one catch-all rule, no "
+                "header rewriting"
+                + (", access log off" if tools.isthmus_obs else "")
+                + " (what the route table, rewrites and access log cost, by difference)."
             ]
             if "isthmus-bare" in cfg.targets
             else []
@@ -1250,6 +1340,12 @@ def use_isthmus(tools: Tools, rev: str | None, tmp: Path) -> None:
     tools.isthmus_desc = f"{commit} (committed tree)"
 
 
+def detect_observability(tools: Tools) -> None:
+    """Metrics and the access log arrived in a later issue: use them when this isthmus has them."""
+    usage = _output([*tools.isthmus_argv, "run", "--help"], 30.0, tools.isthmus_env)
+    tools.isthmus_obs = "--access-log" in usage and "--metrics-port" in usage
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -1281,6 +1377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _workspace() as (tmp, procs):
             use_isthmus(tools, args.isthmus_rev, tmp)
+            detect_observability(tools)
             (tmp / "report.lua").write_text(WRK_LUA)
             bench = Bench(tools, cfg, tmp, procs, layout)
             bench.start()
