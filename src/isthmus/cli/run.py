@@ -202,6 +202,17 @@ def raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def tune_gc() -> None:
+    """The config (resources, snapshot, compiled matchers) lives long and never forms garbage
+    cycles the collector must find: freeze it out of collections, and collect the young
+    generation less often (each request allocates a few hundred short-lived objects; the
+    default threshold of 700 ran a collection every few requests: 11% of the loop's time)."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def run(args: argparse.Namespace) -> int:
     raise_open_file_limit()
     result = build(args.paths, identity_from(args), mesh=args.mesh_port is not None)
@@ -213,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
             print(line, flush=True)
     for line in istio_mutual_problems(result.snapshot, args.istio_ca):
         print(line, file=sys.stderr, flush=True)
+    tune_gc()
     if args.workers > 1 and args.worker_fds is None:
         return run_loop(supervise(args, result.snapshot.version))
     config_state = ConfigState(result.snapshot.version)

@@ -93,10 +93,11 @@ class RequestBody:
 class ResponseRelay:
     """The :class:`~isthmus.dataplane.http_upstream.Exchange` of one attempt."""
 
-    def __init__(self, upstream: UpstreamHttp, downstream: asyncio.Transport) -> None:
+    def __init__(
+        self, upstream: UpstreamHttp, downstream: asyncio.Transport, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.upstream = upstream
         self.downstream = downstream
-        loop = asyncio.get_running_loop()
         self.head_future: asyncio.Future[ResponseHead] = loop.create_future()
         self.done: asyncio.Future[bool] = loop.create_future()
         self.committed = False
@@ -164,6 +165,10 @@ class ResponseRelay:
         self.pending.clear()
         if self.ended and chunked:
             parts.append(b"0\r\n\r\n")
+        if self.downstream.is_closing():  # the client left while the response was on its way
+            if not self.done.done():
+                self.done.set_result(False)
+            return
         self.downstream.write(b"".join(parts) if len(parts) > 1 else head_bytes)
         if self.ended and not self.done.done():
             self.done.set_result(True)

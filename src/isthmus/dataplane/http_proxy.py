@@ -101,6 +101,7 @@ class DownstreamHttp(asyncio.Protocol):
         self.gateway_port = gateway_port
         self.parser = RequestParser(ctx.settings.limits)
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
+        self.loop: asyncio.AbstractEventLoop = cast(asyncio.AbstractEventLoop, None)
         self.peer_ip = ""
         self.current: asyncio.Task[Outcome] | None = None
         self.body: RequestBody | None = None
@@ -138,6 +139,7 @@ class DownstreamHttp(asyncio.Protocol):
     # connection lifecycle ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if peer else ""
         local = transport.get_extra_info("sockname")
@@ -174,7 +176,8 @@ class DownstreamHttp(asyncio.Protocol):
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
-        self.timer = asyncio.get_running_loop().call_later(seconds, self._timeout)
+        # the loop is kept: on Python 3.11 get_running_loop() costs a getpid(2) per call
+        self.timer = self.loop.call_later(seconds, self._timeout)
 
     def _disarm(self) -> None:
         if self.timer is not None:
@@ -203,7 +206,7 @@ class DownstreamHttp(asyncio.Protocol):
         self.last_route = route
 
     def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
-        task = asyncio.ensure_future(coro)
+        task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -266,7 +269,7 @@ class DownstreamHttp(asyncio.Protocol):
         self.awaiting_head = False
         expects_body = head.chunked or bool(head.content_length)
         self.body = RequestBody(self.pause_reading, self.resume_reading, expects_body)
-        self.current = asyncio.ensure_future(handle_request(self, head, self.body))
+        self.current = self.loop.create_task(handle_request(self, head, self.body))
         self.current.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[Outcome]) -> None:

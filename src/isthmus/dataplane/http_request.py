@@ -271,7 +271,7 @@ async def _attempts(
             return _reply(conn, last_failure, head)
         tried.add(upstream.endpoint.key)
         conn.note_upstream(cluster.name, upstream.endpoint.key)
-        relay = ResponseRelay(upstream, conn.transport)
+        relay = ResponseRelay(upstream, conn.transport, conn.loop)
         upstream.start(relay, head.method)
         conn.upstream = upstream
         sent_at = time.monotonic()
@@ -283,13 +283,13 @@ async def _attempts(
             if body.done and head.chunked:
                 upstream.write(b"0\r\n\r\n")
         if not body.done:
-            sender = asyncio.ensure_future(_send_body(body, upstream, relay, head.chunked))
+            sender = conn.loop.create_task(_send_body(body, upstream, relay, head.chunked))
         timeout = policy.per_try_timeout or conn.settings.stream_idle_timeout
         if deadline is not None:
             remaining = max(0.0, deadline - time.monotonic())
             timeout = remaining if timeout is None else min(timeout, remaining)
         try:
-            response = await _head_within(relay.head_future, timeout)
+            response = await _head_within(conn.loop, relay.head_future, timeout)
         except TimeoutError:
             _abandon(conn, cluster, upstream, sender)
             if deadline is not None and time.monotonic() >= deadline:
@@ -328,12 +328,14 @@ async def _attempts(
         )
 
 
-async def _head_within(future: asyncio.Future[ResponseHead], timeout: float | None) -> ResponseHead:
+async def _head_within(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[ResponseHead], timeout: float | None
+) -> ResponseHead:
     """The response head, or TimeoutError: one timer, no Task (``wait_for`` + ``shield``
     cost two extra tasks per request in Python 3.11)."""
     if future.done() or timeout is None:
         return await future
-    timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
+    timer = loop.call_later(timeout, _expire, future)
     try:
         return await future
     finally:

@@ -192,7 +192,6 @@ async def connect_or_reuse(
     may offer an idle pooled connection to it (HTTP keep-alive); then no socket is opened."""
     state = states.get(cluster)
     pool = cluster.connection_pool
-    loop = asyncio.get_running_loop()
     tried: set[str] = set(exclude)
     failures: list[ConnectFailure] = []
     for _ in range(max(1, max_attempts)):
@@ -208,6 +207,7 @@ async def connect_or_reuse(
         if limit is not None and state.active_connections >= limit:
             raise UpstreamOverflow(cluster.name, limit)
         tried.add(chosen.key)
+        loop = asyncio.get_running_loop()  # only here: it costs a getpid(2) on Python 3.11
         state.connection_opened(chosen)
         try:
             sock, address = await asyncio.wait_for(
