@@ -134,3 +134,26 @@ def test_http_and_tcp_metrics_admin_and_access_log(tmp_path: Path) -> None:
         assert len(http_lines) == 3
         assert re.search(r'"GET /missing HTTP/1.1" 404 NR', output)
         assert sum(" outbound|9000||app.default.svc.cluster.local " in line for line in lines) == 2
+
+
+def test_readiness_goes_false_while_draining(tmp_path: Path) -> None:
+    import signal
+
+    port, status = free_port(), free_port()
+    with background() as bg:
+        echo = bg.run(start_tcp_echo(0, "echo")).sockets[0].getsockname()[1]
+        (tmp_path / "c.yaml").write_text(tcp_gateway(port, [("v1", echo, "127.0.0.1")]))
+        with isthmus_run(tmp_path, "--status-port", str(status), "--drain-seconds", "20") as gw:
+            assert get(status, "/healthz/ready")[0] == 200
+            held = socket.create_connection(("127.0.0.1", port), timeout=10)
+            held.sendall(b"x\n")
+            assert held.makefile("rb").readline() == b"echo x\n"
+            gw.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            code = 200
+            while code == 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                code = get(status, "/healthz/ready")[0]
+            assert code == 503  # draining: not ready, still finishing the held connection
+            held.close()  # the last connection ends: the process exits 0
+            assert gw.proc.wait(timeout=30) == 0
