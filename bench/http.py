@@ -41,6 +41,19 @@ from pathlib import Path
 from typing import IO, Any
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+# Helpers shared with the TCP benchmark (bench/ is not a package; tcp.py sits beside this file).
+from tcp import (  # noqa: E402
+    TargetKind,
+    _find_exe,
+    _median,
+    _ratio,
+    free_ports,
+    system_busy,
+)
+
 REPO = HERE.parent
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -82,12 +95,6 @@ def make_workloads(close_connections: int) -> tuple[Workload, ...]:
 
 
 WORKLOAD_KEYS = ("ka50", "ka1", "close")
-
-
-@dataclass(frozen=True)
-class TargetKind:
-    key: str
-    label: str
 
 
 TARGETS: tuple[TargetKind, ...] = (
@@ -160,18 +167,6 @@ class Tools:
     isthmus_desc: str = ""
     isthmus_obs: bool = False
     """This isthmus has ``--access-log`` and ``--metrics-port`` (metrics and access log)."""
-
-
-def _find_exe(name: str) -> str | None:
-    """On PATH, or in the sbin directories a non-root PATH often lacks (Debian's haproxy/nginx)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    for d in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
-        cand = Path(d, name)
-        if cand.is_file() and os.access(cand, os.X_OK):
-            return str(cand)
-    return None
 
 
 def _output(argv: Sequence[str], timeout: float = 10.0, env: dict[str, str] | None = None) -> str:
@@ -272,14 +267,6 @@ def tree_cpu(root: int) -> tuple[float, float]:
     return user, system
 
 
-def system_busy() -> float:
-    """Seconds all CPUs spent in user and system mode (not idle, iowait, irq, steal)."""
-    with open("/proc/stat") as f:
-        parts = f.readline().split()
-    user, nice, system = (int(x) for x in parts[1:4])
-    return (user + nice + system) / CLK_TCK
-
-
 def own_children_cpu() -> float:
     """CPU seconds of this process and the children it has waited for (wrk)."""
     total = 0.0
@@ -375,19 +362,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     # The group may outlive its leader (a worker still exiting): it is ours, by its id.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def wait_port(procs: Processes, name: str, port: int, timeout: float = 20.0) -> None:
@@ -973,26 +947,18 @@ class Bench:
 # Report
 
 
-def _target_label(key: str) -> str:
-    return next(t.label for t in TARGETS if t.key == key)
-
-
 def _fmt_rps(v: float) -> str:
     return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
+
+
+def _target_label(key: str) -> str:
+    return next(t.label for t in TARGETS if t.key == key)
 
 
 def _fmt_us(v: float | None) -> str:
     if v is None:
         return "—"
     return f"{v:.0f} µs" if v < 1000 else f"{v / 1000:.2f} ms"
-
-
-def _median(values: Sequence[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    return "—" if a is None or not b else f"{a / b:.2f}×"
 
 
 def describe_machine(tools: Tools, layout: Layout) -> list[str]:
