@@ -114,3 +114,31 @@ def test_takeover_under_load_refuses_nothing(tmp_path: Path) -> None:
                     load.__exit__(None, None, None)  # stop the load before the new one stops
         assert load.failures == [], load.failures[:5]
         assert load.ok > 50
+
+
+def test_one_scrape_sums_all_workers(tmp_path: Path) -> None:
+    import urllib.request
+
+    port, metrics_port = free_port(), free_port()
+    with background() as bg:
+        echo = bg.run(start_tcp_echo(0, "echo")).sockets[0].getsockname()[1]
+        (tmp_path / "c.yaml").write_text(tcp_gateway(port, [("v1", echo, "127.0.0.1")]))
+        with isthmus_run(tmp_path, "--workers", "2", "--metrics-port", str(metrics_port)) as gw:
+            wait_children(gw.pid, 2)
+            for _ in range(40):
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                    s.sendall(b"ping\n")
+                    assert s.makefile("rb").readline() == b"echo ping\n"
+            deadline = time.monotonic() + 15
+            total = 0.0
+            while time.monotonic() < deadline and total < 40:
+                time.sleep(0.5)
+                url = f"http://127.0.0.1:{metrics_port}/stats/prometheus"
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    text = r.read().decode()
+                total = sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if line.startswith("istio_tcp_connections_closed_total{")
+                )
+            assert total == 40

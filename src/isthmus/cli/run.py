@@ -7,9 +7,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from isthmus.control.reload import ConfigState, Reloader, install_sighup
 from isthmus.dataplane.handover import receive_sockets
 from isthmus.dataplane.http_proxy import HttpSettings
 from isthmus.dataplane.server import BindError, Gateway, ServeOptions
+from isthmus.obs.exposition import write_state
+from isthmus.obs.metrics import Metrics
 from isthmus.proto.http1 import Limits
 from isthmus.snapshot.types import Snapshot
 
@@ -66,6 +70,7 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--worker-fds", help=argparse.SUPPRESS)
     p.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--metrics-state", help=argparse.SUPPRESS)
     p.add_argument(
         "--no-watch",
         action="store_true",
@@ -281,6 +286,7 @@ def run(args: argparse.Namespace) -> int:
             handover_path=None if worker else args.takeover,
             control_fd=args.control_fd,
             ports=None if worker else lambda: start_ports(args, provider),
+            metrics_state=args.metrics_state,
         )
         return run_loop(
             serve(gateway, args.drain_seconds, args.quiet, reloader, args.no_watch or worker, hooks)
@@ -309,6 +315,7 @@ class Hooks:
     handover_path: str | None = None
     control_fd: int | None = None
     ports: Callable[[], Coroutine[Any, Any, list[asyncio.Server]]] | None = None
+    metrics_state: str | None = None
 
 
 def on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], object]], object]:
@@ -360,6 +367,11 @@ async def serve(
     if hooks.control_fd is not None and reloader is not None:
         watch_control(hooks.control_fd, gateway, reloader, stop)
     obs_servers = await hooks.ports() if hooks.ports is not None else []
+    state_writer: asyncio.Task[None] | None = None
+    if hooks.metrics_state and gateway.telemetry.metrics is not None:
+        state_writer = loop.create_task(
+            write_metrics_state(hooks.metrics_state, gateway.telemetry.metrics)
+        )
     stop_watching = asyncio.Event()
     watcher: asyncio.Task[None] | None = None
     remove_hup: Callable[[], None] | None = None
@@ -392,11 +404,22 @@ async def serve(
             flush=True,
         )
     await gateway.close(drain_seconds)
+    if state_writer is not None:
+        state_writer.cancel()
+        if gateway.telemetry.metrics is not None and hooks.metrics_state:
+            write_state(hooks.metrics_state, gateway.telemetry.metrics.state())
     for server in obs_servers:
         server.close()
     if gateway.telemetry.log is not None:
         await asyncio.to_thread(gateway.telemetry.log.close)
     return 0
+
+
+async def write_metrics_state(path: str, metrics: Metrics) -> None:
+    """A worker publishes its counters for the supervisor's scrape, once a second."""
+    while True:
+        await asyncio.to_thread(write_state, path, metrics.state())
+        await asyncio.sleep(1.0)
 
 
 def watch_control(fd: int, gateway: Gateway, reloader: Reloader, stop: asyncio.Event) -> None:
@@ -447,6 +470,10 @@ async def supervise(args: argparse.Namespace, version: str) -> int:
         print(f"isthmus: {exc}", file=sys.stderr)
         return 1
     loop = asyncio.get_running_loop()
+    metrics_server: list[asyncio.Server] = []
+    if args.metrics_port:
+        sup.metrics_dir = tempfile.mkdtemp(prefix="isthmus-metrics-")
+        metrics_server = await serve_merged_metrics(args, sup.metrics_dir)
 
     def worker_exited() -> None:
         loop.call_soon_threadsafe(sup.reap)
@@ -484,7 +511,32 @@ async def supervise(args: argparse.Namespace, version: str) -> int:
     if watcher is not None:
         watcher.cancel()
     await sup.stop()
+    for server in metrics_server:
+        server.close()
+    if sup.metrics_dir is not None:
+        shutil.rmtree(sup.metrics_dir, ignore_errors=True)
     return 0
+
+
+async def serve_merged_metrics(args: argparse.Namespace, directory: str) -> list[asyncio.Server]:
+    """With ``--workers N`` one scrape of the supervisor shows the sum over the workers."""
+    from isthmus.obs import admin
+    from isthmus.obs.exposition import merge_states, read_states
+
+    class Merged:
+        def metrics_state(self) -> object:
+            return merge_states(read_states(directory), max_gauge_age=5.0)
+
+    try:
+        return await admin.start(
+            Merged(),  # type: ignore[arg-type]  # the metrics port reads only metrics_state()
+            admin=None,
+            status=None,
+            metrics=(args.bind or "0.0.0.0", args.metrics_port),
+        )
+    except OSError as exc:
+        print(f"isthmus: metrics port {args.metrics_port} not served: {exc}", file=sys.stderr)
+        return []
 
 
 def worker_argv(argv: list[str]) -> list[str]:

@@ -44,6 +44,9 @@ class Supervisor:
     stopping: bool = False
     version: str = ""
     on_exit: Callable[[], None] | None = None
+    metrics_dir: str | None = None
+    """Workers write their metrics state here; the supervisor's scrape adds them up."""
+    spawned: int = 0
     """Called (from a waiter thread) when a worker exits; the loop then calls :meth:`reap`."""
 
     def open_sockets(self, snapshot: Snapshot) -> dict[str, socket.socket]:
@@ -81,6 +84,11 @@ class Supervisor:
             "--control-fd",
             str(child.fileno()),
         ]
+        if self.metrics_dir is not None:
+            # a new file per worker ever started: a replacement starts from zero, and the dead
+            # worker's counters keep counting in the sum
+            argv += ["--metrics-state", f"{self.metrics_dir}/worker-{self.spawned}.json"]
+        self.spawned += 1
         proc = subprocess.Popen(argv, pass_fds=fds, stdin=subprocess.DEVNULL)
         child.close()
         worker = Worker(proc, parent)
