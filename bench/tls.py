@@ -36,7 +36,9 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import resource
+import shlex
 import shutil
 import signal
 import statistics
@@ -178,6 +180,7 @@ class Config:
     pin: bool
     targets: tuple[str, ...]
     workloads: tuple[Workload, ...]
+    isthmus_args: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,6 +493,9 @@ class Bench:
     """target → certificate kind → port."""
     origin: int = 0
     negotiated: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    isthmus_used: str = ""
+    """The flags isthmus ran with beyond ``run -f DIR --bind --quiet --drain-seconds 0``."""
+    isthmus_notes: str = ""
 
     def _pinned(self, cpu: str | None, argv: list[str]) -> list[str]:
         if cpu is None or self.tools.taskset is None:
@@ -536,11 +542,40 @@ class Bench:
                 cdir.mkdir()
                 (cdir / "bench.yaml").write_text(isthmus_config(mine, self.origin, certs))
                 argv = [*self.tools.isthmus_argv, "run", "-f", str(cdir), "--bind", HOST]
-                argv += ["--quiet", "--drain-seconds", "0"]
+                argv += ["--quiet", "--drain-seconds", "0", *self.isthmus_flags()]
                 env = self.tools.isthmus_env
             self.procs.start(key, self._pinned(self.layout.proxy, argv), env)
             for port in mine.values():
                 tcp.wait_port(self.procs, key, port)
+
+    def isthmus_flags(self) -> list[str]:
+        """Free ports for the admin, status and metrics endpoints of the isthmus being measured
+        (where it has them: not every ``--isthmus-rev`` does), so that another isthmus on their
+        default ports cannot get in the way; then ``--isthmus-args``.  What each request does
+        (metrics, access log) stays isthmus's default unless ``--isthmus-args`` changes it."""
+        done = subprocess.run(
+            [*self.tools.isthmus_argv, "run", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=self.tools.isthmus_env,
+            stdin=subprocess.DEVNULL,
+        )
+        helptext = done.stdout
+        flags: list[str] = []
+        wanted = [f for f in ("--admin-port", "--status-port", "--metrics-port") if f in helptext]
+        for flag, port in zip(wanted, tcp.free_ports(len(wanted)), strict=True):
+            flags += [flag, str(port)]
+        flags += self.cfg.isthmus_args
+        log = "--access-log" in helptext and "off" not in " ".join(self.cfg.isthmus_args)
+        self.isthmus_notes = (
+            "its access log on (its default: one line per request to stdout, here a file in "
+            "the temporary directory) and its metrics counted"
+            if log
+            else ""
+        )
+        self.isthmus_used = " ".join(flags)
+        return flags
 
     def check(self) -> None:
         """Every target answers over TLS with the origin's body, on both certificates; what
@@ -791,7 +826,9 @@ def render(
     layout: Layout,
     negotiated: dict[tuple[str, str], dict[str, Any]],
     started: datetime.datetime,
+    isthmus_run: tuple[str, str] = ("", ""),
 ) -> str:
+    """The ``## HTTPS`` section; ``isthmus_run``: (extra flags, what isthmus does per request)."""
     by: dict[tuple[str, str], list[Sample]] = {}
     for s in samples:
         by.setdefault((s.target, s.workload), []).append(s)
@@ -834,8 +871,8 @@ def render(
         "≥ 0.75× nginx on keep-alive requests). *Per CPU* divides each proxy's rate by the CPU "
         "it used (handshakes or requests per second of proxy CPU): what the ratio becomes "
         "when every proxy has a core to itself and the clients are not the limit; where nginx "
-        f"used less than {SATURATED:.0%} of its core, its measured rate was set by the clients "
-        "and only the per-CPU ratio compares the proxies.",
+        f"used less than {SATURATED:.0%} of its core, its measured rate was set by something "
+        "else (on handshakes: the clients) and only the per-CPU ratio compares the proxies.",
         "",
         f"| workload | {names} | isthmus / nginx | isthmus / HAProxy | per CPU: isthmus / nginx "
         "| per CPU: isthmus / HAProxy | target |",
@@ -858,7 +895,7 @@ def render(
             text = "measured " + ("met" if i / n >= wl.goal else "**missed**")
             busy = core_share("nginx", wl.key)
             if busy is not None and busy < SATURATED:
-                text += f" (nginx used {busy:.0%} of its core: client-bound)"
+                text += f" (nginx used {busy:.0%} of its core: not what set its rate)"
             parts.append(text)
         ci, cn = cpu_per("isthmus", wl.key), cpu_per("nginx", wl.key)
         if ci and cn:
@@ -946,11 +983,16 @@ def render(
         "- **HAProxy**: `nbthread 1`, `mode http`, `bind ... ssl crt PEM alpn http/1.1 curves "
         "X25519:P-256:P-384`, the same ciphers, `ssl-min-ver TLSv1.2 no-tls-tickets "
         "prefer-client-ciphers`, `tune.ssl.cachesize 0`, `http-reuse always`, no logging.",
-        "- **isthmus**: `isthmus run -f DIR --bind 127.0.0.1 --quiet` (one process, uvloop): a "
-        "Gateway server per certificate with `protocol: HTTPS`, `hosts: "
-        f'["{SNI}"]`, `tls: {{mode: SIMPLE, serverCertificate, privateKey}}` (its defaults: '
-        "Mozilla intermediate, X25519/P-256/P-384, no TLS 1.2 tickets), a VirtualService to "
-        "a Service whose WorkloadEntry is the origin.",
+        "- **isthmus**: `isthmus run -f DIR --bind 127.0.0.1 --quiet --drain-seconds 0"
+        + (f" {isthmus_run[0]}" if isthmus_run[0] else "")
+        + "` (one process, uvloop"
+        + (f"; {isthmus_run[1]}" if isthmus_run[1] else "")
+        + "; the endpoint ports are free ones so no other gateway's can collide): a Gateway "
+        "server per certificate with `protocol: HTTPS`, `hosts: "
+        f'["{SNI}"]`, `tls: {{mode: SIMPLE, serverCertificate, privateKey}}` (its TLS '
+        "defaults: Mozilla intermediate, X25519/P-256/P-384, no TLS 1.2 tickets), a "
+        "VirtualService to a Service whose WorkloadEntry is the origin. nginx and HAProxy log "
+        "nothing.",
         "- Certificates: self-signed, made by `openssl req -x509` (`-newkey ec -pkeyopt "
         "ec_paramgen_curve:prime256v1`, `-newkey rsa:2048`), `CN` and DNS SAN "
         f"`{SNI}`; HAProxy reads the same certificate and key concatenated in one PEM.",
@@ -1050,6 +1092,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
     p.add_argument("--workloads", help="comma-separated subset of: " + ",".join(WORKLOAD_KEYS))
     p.add_argument("--isthmus", help="isthmus executable (default: the repository's .venv)")
     p.add_argument(
+        "--isthmus-args",
+        default="",
+        metavar="ARGS",
+        help="extra arguments for `isthmus run`, e.g. '--access-log off' (quoted, one string)",
+    )
+    p.add_argument(
         "--isthmus-rev",
         metavar="REV",
         help="measure isthmus as committed at REV (git archive of src/ into the temp dir, run "
@@ -1079,6 +1127,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
         pin=not args.no_pin,
         targets=tuple(k for k in TARGET_KEYS if k in targets),
         workloads=tuple(w for w in WORKLOADS if w.key in wanted),
+        isthmus_args=shlex.split(args.isthmus_args),
     )
     return args, cfg
 
@@ -1108,7 +1157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; every process this benchmark started is stopped", file=sys.stderr)
         return 130
-    section = render(samples, cfg, tools, layout, bench.negotiated, started)
+    section = render(
+        samples,
+        cfg,
+        tools,
+        layout,
+        bench.negotiated,
+        started,
+        (re.sub(r"(--\w+-port) \d+", r"\1 PORT", bench.isthmus_used), bench.isthmus_notes),
+    )
     print()
     print(section)
     if not args.no_write:
