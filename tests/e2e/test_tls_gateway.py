@@ -13,7 +13,13 @@ import pytest
 
 from isthmus.samples.http_echo import start_http_echo
 from tests.e2e.harness import background, free_port, isthmus_run, thread_server
-from tests.e2e.http_util import build_request, http_service, read_response
+from tests.e2e.http_util import (
+    build_request,
+    http_gateway,
+    http_service,
+    read_response,
+    virtual_service,
+)
 from tests.tls_certs import CertAuthority, Leaf
 
 DATA = Path(__file__).parent.parent / "data"
@@ -158,6 +164,9 @@ def test_mutual_tls(ca: CertAuthority, tmp_path: Path, mode: str) -> None:
                 assert https_get(port, "secure.example.com", ca)[0] == 200
 
 
+ROUTE_TO_APP_443 = "  - route: [{destination: {host: app, port: {number: 443}}}]\n"
+
+
 def tls_echo_server(leaf: Leaf, name: str) -> Callable[[socket.socket], None]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(leaf.cert_path), str(leaf.key_path))
@@ -242,25 +251,9 @@ def test_origination_checks_sni_and_san(ca: CertAuthority, tmp_path: Path) -> No
     with thread_server(https_backend) as backend:
         for san, expected in (("backend.internal", 200), ("wrong.internal", 503)):
             (tmp_path / "c.yaml").write_text(
-                f"""---
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: istio-system}}
-spec:
-  selector: {{istio: ingressgateway}}
-  servers:
-  - port: {{number: {port}, name: http, protocol: HTTP}}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: vs, namespace: default}}
-spec:
-  hosts: ["*"]
-  gateways: [istio-system/gw]
-  http:
-  - route: [{{destination: {{host: app, port: {{number: 443}}}}}}]
----
+                http_gateway(port)
+                + virtual_service(ROUTE_TO_APP_443)
+                + f"""---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: app, namespace: default}}
@@ -421,32 +414,16 @@ def test_mutual_origination_with_credential_name(ca: CertAuthority, tmp_path: Pa
 
     with thread_server(https_backend) as backend:
         (tmp_path / "c.yaml").write_text(
-            f"""---
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: istio-system}}
-spec:
-  selector: {{istio: ingressgateway}}
-  servers:
-  - port: {{number: {port}, name: http, protocol: HTTP}}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: vs, namespace: default}}
-spec:
-  hosts: ["*"]
-  gateways: [istio-system/gw]
-  http:
-  - route: [{{destination: {{host: app, port: {{number: 443}}}}}}]
----
+            http_gateway(port)
+            + virtual_service(ROUTE_TO_APP_443)
+            + """---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata: {{name: app, namespace: default}}
+metadata: {name: app, namespace: default}
 spec:
   host: app
   trafficPolicy:
-    tls: {{mode: MUTUAL, credentialName: client-credential, sni: backend.internal}}
+    tls: {mode: MUTUAL, credentialName: client-credential, sni: backend.internal}
 """
             + tls_secret("client-credential", "istio-system", client, ca.pem)
             + http_service("app", [(backend.port, "v1")], port=443)
