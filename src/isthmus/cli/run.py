@@ -31,6 +31,7 @@ from isthmus.obs.exposition import write_state
 from isthmus.obs.metrics import Metrics
 from isthmus.proto.http1 import Limits
 from isthmus.snapshot.types import Snapshot
+from isthmus.sources.files import FileSource
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -268,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
         return summarize(built.snapshot, built.diagnostics, args.paths)
 
     reloader = Reloader(
-        args.paths,
+        FileSource(args.paths),
         identity_from(args),
         gateway,
         config_state,

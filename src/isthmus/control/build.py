@@ -6,8 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from isthmus.analyze import locate
-from isthmus.model import ConfigError, Note, load
+from isthmus.model import ConfigError, Note
+from isthmus.model.resources import parse_documents
 from isthmus.snapshot import Snapshot
+from isthmus.sources.base import SourceState
+from isthmus.sources.files import FileSource
 from isthmus.translate import translate
 from isthmus.translate.diagnostics import Diagnostic
 from isthmus.translate.identity import GatewayIdentity
@@ -40,9 +43,22 @@ def build(
     *,
     mesh: bool = False,
 ) -> Build:
-    loaded = load(paths)
+    """Build from files and directories (what ``-f PATH`` means everywhere)."""
+    return build_state(FileSource(paths).read(), identity, version, mesh=mesh)
+
+
+def build_state(
+    state: SourceState,
+    identity: GatewayIdentity,
+    version: str | None = None,
+    *,
+    mesh: bool = False,
+) -> Build:
+    """Build from whatever a source read; the store's revision, if any, names the snapshot."""
+    loaded = parse_documents(list(state.documents), list(state.errors))
     if loaded.errors:
         return Build(None, loaded.errors, [], loaded.notes)
+    version = version or state.revision
     snapshot, diagnostics = translate(loaded.resources, identity, version, mesh=mesh)
     diagnostics = locate(diagnostics, loaded.resources)
     if any(d.invalid for d in diagnostics):

@@ -1,24 +1,23 @@
 """Live config: watch the sources, debounce, build, publish — or reject and keep serving.
 
-A burst of file writes becomes one reload (watchfiles groups changes: ``quiet_ms`` of calm,
-at most ``max_delay_ms`` in all).  SIGHUP forces a reload.  A build that fails to load,
-validate or bind is rejected whole and recorded; the last good snapshot keeps serving.
+A burst of changes becomes one reload (``quiet_ms`` of calm, at most ``max_delay_ms`` after
+the first change), whatever the source: files, the Kubernetes API or etcd.  SIGHUP forces
+a reload.  A build that fails to load, validate or bind is rejected whole and recorded;
+the last good snapshot keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import watchfiles
-
-from isthmus.control.build import Build, build
+from isthmus.control.build import Build, build_state
 from isthmus.dataplane.server import BindError, Gateway
+from isthmus.sources.base import ConfigSource, SourceUnavailable
 from isthmus.translate.identity import GatewayIdentity
 
 
@@ -47,11 +46,45 @@ class ConfigState:
 
 
 Report = Callable[[list[str]], None]
+_pending: set[asyncio.Future[bool]] = set()
+
+
+class Debounce:
+    """Call ``fire(reason)`` once changes have been quiet ``quiet_ms``, and never later than
+    ``max_delay_ms`` after the first change of a burst."""
+
+    def __init__(self, quiet_ms: int, max_delay_ms: int, fire: Callable[[str], None]) -> None:
+        self.quiet = quiet_ms / 1000
+        self.max_delay = max(max_delay_ms, quiet_ms) / 1000
+        self.fire = fire
+        self._first = 0.0
+        self._reason = ""
+        self._timer: asyncio.TimerHandle | None = None
+
+    def changed(self, reason: str) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._timer is None:
+            self._first = now
+        else:
+            self._timer.cancel()
+        self._reason = reason
+        due = min(now + self.quiet, self._first + self.max_delay)
+        self._timer = loop.call_at(due, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        self.fire(self._reason)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 @dataclass
 class Reloader:
-    paths: Sequence[str]
+    source: ConfigSource
     identity: GatewayIdentity
     gateway: Gateway
     state: ConfigState
@@ -64,49 +97,28 @@ class Reloader:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def watch(self, stop: asyncio.Event) -> None:
-        """Reload on every change under ``paths`` until ``stop`` is set."""
-        roots = sorted(
-            {p if os.path.isdir(p) else os.path.dirname(os.path.abspath(p)) for p in self.paths}
-        )
-        files = {os.path.abspath(p) for p in self.paths if not os.path.isdir(p)}
-        dirs = [os.path.abspath(p) for p in self.paths if os.path.isdir(p)]
-
-        def relevant(_change: watchfiles.Change, path: str) -> bool:
-            path = os.path.abspath(path)
-            if path in files or any(path.startswith(d + os.sep) for d in dirs):
-                return path.endswith((".yaml", ".yml", ".json")) or path in files
-            return False
-
-        # A change made while the watch was being set up would be missed: look once more
-        # shortly after it starts (an unchanged config is a no-op).
-        catch_up = asyncio.get_running_loop().call_later(
-            0.5, lambda: asyncio.ensure_future(self.reload("files changed"))
-        )
+        """Reload after changes in the source (debounced) until ``stop`` is set."""
+        debounce = Debounce(self.quiet_ms, self.max_delay_ms, self._reload_soon)
         try:
-            await self._watch(roots, relevant, stop)
+            await self.source.watch(debounce.changed, stop)
         finally:
-            catch_up.cancel()
+            debounce.cancel()
 
-    async def _watch(
-        self,
-        roots: list[str],
-        relevant: Callable[[watchfiles.Change, str], bool],
-        stop: asyncio.Event,
-    ) -> None:
-        async for _changes in watchfiles.awatch(
-            *roots,
-            watch_filter=relevant,
-            debounce=self.max_delay_ms,
-            step=self.quiet_ms,
-            stop_event=stop,
-            recursive=True,
-        ):
-            await self.reload("files changed")
+    def _reload_soon(self, reason: str) -> None:
+        task = asyncio.ensure_future(self.reload(reason))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
 
     async def reload(self, reason: str) -> bool:
         """Build and publish; True when the new snapshot serves."""
         async with self._lock:
-            result = await asyncio.to_thread(build, self.paths, self.identity, None, mesh=self.mesh)
+            try:
+                current = await self.source.current()
+            except SourceUnavailable as exc:
+                return self._reject([f"{self.source.describe()}: {exc}"])
+            result = await asyncio.to_thread(
+                build_state, current, self.identity, None, mesh=self.mesh
+            )
             if result.snapshot is None:
                 return self._reject(result.problems())
             if result.snapshot.version == self.gateway.snapshot.version:
