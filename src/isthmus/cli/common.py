@@ -9,13 +9,13 @@ from isthmus.model import LoadResult, load
 from isthmus.translate.identity import DEFAULT_LABELS, DEFAULT_NAMESPACE, GatewayIdentity
 
 
-def add_config_args(parser: argparse.ArgumentParser) -> None:
+def add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument(
         "-f",
         "--filename",
         dest="paths",
         action="append",
-        required=True,
+        required=required,
         metavar="PATH",
         help="YAML file or directory (repeatable, like kubectl)",
     )

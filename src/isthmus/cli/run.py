@@ -20,9 +20,10 @@ from typing import Any
 from isthmus.cli.common import add_config_args, identity_from
 from isthmus.cli.observe import GatewayProvider, add_observe_args, start_ports, telemetry_for
 from isthmus.cli.processes import HandoverServer, Takeover, parse_worker_fds
+from isthmus.cli.sources import add_source_args, first_state, open_source
 from isthmus.cli.summary import summarize
 from isthmus.cli.supervisor import Supervisor
-from isthmus.control.build import Build, build
+from isthmus.control.build import Build, build, build_state
 from isthmus.control.reload import ConfigState, Reloader, install_sighup
 from isthmus.dataplane.handover import receive_sockets
 from isthmus.dataplane.http_proxy import HttpSettings
@@ -31,12 +32,14 @@ from isthmus.obs.exposition import write_state
 from isthmus.obs.metrics import Metrics
 from isthmus.proto.http1 import Limits
 from isthmus.snapshot.types import Snapshot
+from isthmus.sources.base import ConfigSource
 from isthmus.sources.files import FileSource
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="serve the config")
-    add_config_args(p)
+    add_config_args(p, required=False)
+    add_source_args(p)
     add_serve_args(p)
     add_observe_args(p)
     p.set_defaults(func=run)
@@ -221,18 +224,46 @@ def tune_gc() -> None:
 
 def run(args: argparse.Namespace) -> int:
     raise_open_file_limit()
-    result = build(args.paths, identity_from(args), mesh=args.mesh_port is not None)
+    source = open_source(args)
+    if isinstance(source, FileSource):
+        # Files fail fast, before any event loop: a typo exits 1 with its errors.
+        result = build_state(source.read(), identity_from(args), mesh=args.mesh_port is not None)
+        if result.snapshot is None:
+            report_rejected(result)
+            return 1
+        return start(args, source, result)
+    return run_loop(serve_store(args, source))
+
+
+async def serve_store(args: argparse.Namespace, source: ConfigSource) -> int:
+    """A store is read on the serving loop (its connections live there)."""
+    state = await first_state(source, args.quiet)
+    result = build_state(state, identity_from(args), mesh=args.mesh_port is not None)
     if result.snapshot is None:
         report_rejected(result)
+        await source.close()
         return 1
+    try:
+        return await start_async(args, source, result)
+    finally:
+        await source.close()
+
+
+def start(args: argparse.Namespace, source: ConfigSource, result: Build) -> int:
+    return run_loop(start_async(args, source, result))
+
+
+async def start_async(args: argparse.Namespace, source: ConfigSource, result: Build) -> int:
+    assert result.snapshot is not None
+    where = [source.describe()]
     if not args.quiet:
-        for line in summarize(result.snapshot, result.diagnostics, args.paths):
+        for line in summarize(result.snapshot, result.diagnostics, where):
             print(line, flush=True)
     for line in istio_mutual_problems(result.snapshot, args.istio_ca):
         print(line, file=sys.stderr, flush=True)
     tune_gc()
     if args.workers > 1 and args.worker_fds is None:
-        return run_loop(supervise(args, result.snapshot.version))
+        return await supervise(args, result.snapshot.version)
     config_state = ConfigState(result.snapshot.version)
     gateway_ref: list[Gateway] = []
     telemetry = telemetry_for(args, identity_from(args), config_state, gateway_ref)
@@ -266,10 +297,10 @@ def run(args: argparse.Namespace) -> int:
 
     def summary(built: Build) -> list[str]:
         assert built.snapshot is not None
-        return summarize(built.snapshot, built.diagnostics, args.paths)
+        return summarize(built.snapshot, built.diagnostics, where)
 
     reloader = Reloader(
-        FileSource(args.paths),
+        source,
         identity_from(args),
         gateway,
         config_state,
@@ -289,8 +320,8 @@ def run(args: argparse.Namespace) -> int:
             ports=None if worker else lambda: start_ports(args, provider),
             metrics_state=args.metrics_state,
         )
-        return run_loop(
-            serve(gateway, args.drain_seconds, args.quiet, reloader, args.no_watch or worker, hooks)
+        return await serve(
+            gateway, args.drain_seconds, args.quiet, reloader, args.no_watch or worker, hooks
         )
     except BindError as exc:
         print(f"isthmus: {exc}", file=sys.stderr)
