@@ -49,7 +49,9 @@ def identity_from(args: argparse.Namespace) -> GatewayIdentity:
             if not sep or not key:
                 raise SystemExit(f"isthmus: --label expects KEY=VALUE, got {item!r}")
             labels[key] = value
-    return GatewayIdentity(args.namespace, labels, args.revision)
+    # `--revision=` (empty) is no revision: deploy/ passes the pod's istio.io/rev label, empty
+    # when the pod has none.
+    return GatewayIdentity(args.namespace, labels, args.revision or None)
 
 
 def load_or_report(paths: list[str]) -> tuple[LoadResult, bool]:
