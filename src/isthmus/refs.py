@@ -24,7 +24,10 @@ class ResourceRef:
 
     @property
     def location(self) -> str:
-        return f"{self.file}:{self.line}" if self.file else ""
+        """``file:line``; just the origin when it has no lines (an API object)."""
+        if not self.file:
+            return ""
+        return f"{self.file}:{self.line}" if self.line else self.file
 
     def __str__(self) -> str:
         return f"{self.kind} {self.namespace}/{self.name}"

@@ -19,6 +19,20 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
         help="files (the -f paths, watched; the default), kubernetes, or "
         "etcd://HOST:2379[,HOST:2379...]/PREFIX",
     )
+    group.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="with --source kubernetes: the kubeconfig to use (default $KUBECONFIG, else the "
+        "pod's service account, else ~/.kube/config)",
+    )
+    group.add_argument(
+        "--watch-namespace",
+        action="append",
+        metavar="NS",
+        help="with --source kubernetes: read only these namespaces (repeatable or NS,NS; "
+        "the gateway's own namespace is always read; default all namespaces). Secrets are "
+        "read in the gateway's namespace only",
+    )
 
 
 def open_source(args: argparse.Namespace) -> ConfigSource:
@@ -30,9 +44,23 @@ def open_source(args: argparse.Namespace) -> ConfigSource:
         return FileSource(args.paths, args.reload_quiet_ms, args.reload_max_delay_ms)
     if args.paths:
         raise SystemExit(f"isthmus: -f cannot be combined with --source {spec}")
+    if spec == "kubernetes":
+        return open_kubernetes(args)
     raise SystemExit(
         f"isthmus: unknown --source {spec!r}: expected files, kubernetes or etcd://HOST:PORT/PREFIX"
     )
+
+
+def open_kubernetes(args: argparse.Namespace) -> ConfigSource:
+    from isthmus.sources.kubernetes import KubeConfigError, KubernetesSource
+
+    if args.workers > 1:
+        raise SystemExit("isthmus: --workers N reads files only; run replicas instead")
+    namespaces = [ns for item in args.watch_namespace or [] for ns in item.split(",") if ns]
+    try:
+        return KubernetesSource.connect(args.kubeconfig, args.namespace, namespaces)
+    except KubeConfigError as exc:
+        raise SystemExit(f"isthmus: {exc}") from None
 
 
 async def first_state(source: ConfigSource, quiet: bool) -> SourceState:

@@ -44,7 +44,8 @@ class Diagnostic:
         """``file:line`` of the field when known, else of the resource."""
         if self.ref is None or not self.ref.file:
             return ""
-        return f"{self.ref.file}:{self.line or self.ref.line}"
+        line = self.line or self.ref.line
+        return f"{self.ref.file}:{line}" if line else self.ref.file
 
     def __str__(self) -> str:
         where = ""
