@@ -85,7 +85,8 @@ def _drain(proc: subprocess.Popen[bytes], out: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def isthmus_run(config: Path, *extra: str) -> Iterator[Isthmus]:
+def isthmus_run(config: Path | None, *extra: str) -> Iterator[Isthmus]:
+    """``isthmus run -f config`` (no ``-f`` when None: ``extra`` names a --source)."""
     ports: list[str] = []
     for flag in ("--admin-port", "--status-port", "--metrics-port"):
         if flag not in extra:
@@ -95,8 +96,7 @@ def isthmus_run(config: Path, *extra: str) -> Iterator[Isthmus]:
         "-m",
         "isthmus",
         "run",
-        "-f",
-        str(config),
+        *(["-f", str(config)] if config is not None else []),
         "--bind",
         "127.0.0.1",
         "--drain-seconds",

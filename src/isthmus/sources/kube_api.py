@@ -21,6 +21,8 @@ import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
+from isthmus import __version__
+
 JsonObject = dict[str, Any]
 LIST_PAGE = 500
 
@@ -114,6 +116,7 @@ class KubeApi:
     def __init__(self, configuration: k8s.Configuration) -> None:
         self.host = configuration.host or ""
         self._client = k8s.ApiClient(configuration)
+        self._client.user_agent = f"isthmus/{__version__}"  # names us in the audit log
 
     async def close(self) -> None:
         await self._client.close()
