@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from isthmus import __version__
-from isthmus.cli import analyze, demo, explain, proxy_config, run, samples
+from isthmus.cli import analyze, apply, demo, explain, proxy_config, run, samples
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.register(sub)
     explain.register(sub)
     run.register(sub)
+    apply.register(sub)
     samples.register(sub)
     demo.register(sub)
     proxy_config.register(sub)

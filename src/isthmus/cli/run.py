@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -23,8 +24,8 @@ from isthmus.cli.processes import HandoverServer, Takeover, parse_worker_fds
 from isthmus.cli.sources import add_source_args, first_state, open_source
 from isthmus.cli.summary import summarize
 from isthmus.cli.supervisor import Supervisor
-from isthmus.control.build import Build, build, build_state
-from isthmus.control.reload import ConfigState, Reloader, install_sighup
+from isthmus.control.build import Build, build_state
+from isthmus.control.reload import ConfigState, Debounce, Reloader, install_sighup
 from isthmus.dataplane.handover import receive_sockets
 from isthmus.dataplane.http_proxy import HttpSettings
 from isthmus.dataplane.server import BindError, Gateway, ServeOptions
@@ -34,6 +35,7 @@ from isthmus.proto.http1 import Limits
 from isthmus.snapshot.types import Snapshot
 from isthmus.sources.base import ConfigSource
 from isthmus.sources.files import FileSource
+from isthmus.sources.statefile import SPEC_PREFIX
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -263,7 +265,7 @@ async def start_async(args: argparse.Namespace, source: ConfigSource, result: Bu
         print(line, file=sys.stderr, flush=True)
     tune_gc()
     if args.workers > 1 and args.worker_fds is None:
-        return await supervise(args, result.snapshot.version)
+        return await supervise(args, source)
     config_state = ConfigState(result.snapshot.version)
     gateway_ref: list[Gateway] = []
     telemetry = telemetry_for(args, identity_from(args), config_state, gateway_ref)
@@ -479,23 +481,37 @@ def watch_control(fd: int, gateway: Gateway, reloader: Reloader, stop: asyncio.E
     loop.add_reader(fd, readable)
 
 
-async def supervise(args: argparse.Namespace, version: str) -> int:
+async def supervise(args: argparse.Namespace, source: ConfigSource) -> int:
+    state_dir = None if isinstance(source, FileSource) else tempfile.mkdtemp(prefix="isthmus-")
+    state_file = None if state_dir is None else os.path.join(state_dir, "state")
     sup = Supervisor(
-        worker_argv(args.argv),
-        args.paths,
+        worker_argv(args.argv, None if state_file is None else SPEC_PREFIX + state_file),
+        source,
         identity_from(args),
         args.workers,
         args.bind,
         args.mesh_port,
         args.mesh_bind,
         args.drain_seconds,
-        version=version,
+        state_file=state_file,
     )
+    try:
+        return await supervise_with(args, source, sup)
+    finally:
+        if state_dir is not None:
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+async def supervise_with(args: argparse.Namespace, source: ConfigSource, sup: Supervisor) -> int:
+    state, result = await sup.build()
+    if result.snapshot is None:
+        report_rejected(result)
+        return 1
+    sup.version = result.snapshot.version
+    sup.publish(state)
     takeover = Takeover(args.takeover) if args.takeover else None
     if takeover is not None and takeover.fetch():
         sup.registry = takeover.sockets
-    result = build(args.paths, identity_from(args), mesh=args.mesh_port is not None)
-    assert result.snapshot is not None
     try:
         sup.open_sockets(result.snapshot)
     except BindError as exc:
@@ -516,15 +532,20 @@ async def supervise(args: argparse.Namespace, version: str) -> int:
     stop = asyncio.Event()
     tasks: set[asyncio.Future[None]] = set()
 
-    def on_hup() -> None:
-        task = asyncio.ensure_future(sup.reload("SIGHUP"))
+    def on_change(reason: str) -> None:
+        task = asyncio.ensure_future(sup.reload(reason))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
+    def on_hup() -> None:
+        on_change("SIGHUP")
+
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     watcher = None
+    stop_watching = asyncio.Event()
+    debounce = Debounce(args.reload_quiet_ms, args.reload_max_delay_ms, on_change)
     if not args.no_watch:
-        watcher = asyncio.ensure_future(watch_paths(args.paths, sup, stop))
+        watcher = asyncio.ensure_future(source.watch(debounce.changed, stop_watching))
     if takeover is not None:
         await asyncio.to_thread(takeover.ready)
     handover = None
@@ -540,8 +561,12 @@ async def supervise(args: argparse.Namespace, version: str) -> int:
     await wait_for_signal(stop)
     if handover is not None:
         handover.close()
+    stop_watching.set()
+    debounce.cancel()
     if watcher is not None:
         watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
     await sup.stop()
     for server in metrics_server:
         server.close()
@@ -571,8 +596,12 @@ async def serve_merged_metrics(args: argparse.Namespace, directory: str) -> list
         return []
 
 
-def worker_argv(argv: list[str]) -> list[str]:
-    """The ``run`` arguments a worker gets: the supervisor's, without process-level ones."""
+def worker_argv(argv: list[str], source: str | None = None) -> list[str]:
+    """The ``run`` arguments a worker gets: the supervisor's, without process-level ones;
+    with ``source``, reading that instead of the supervisor's ``--source``."""
+    dropped = (
+        ("--workers", "--takeover") if source is None else ("--workers", "--takeover", "--source")
+    )
     out: list[str] = []
     skip = False
     for i, arg in enumerate(argv):
@@ -581,20 +610,13 @@ def worker_argv(argv: list[str]) -> list[str]:
             continue
         if i == 0 and arg == "run":
             continue
-        if arg in ("--workers", "--takeover"):
+        if arg in dropped:
             skip = True
             continue
-        if arg.startswith(("--workers=", "--takeover=")):
+        if arg.startswith(tuple(f"{flag}=" for flag in dropped)):
             continue
         out.append(arg)
-    return out
-
-
-async def watch_paths(paths: list[str], sup: Supervisor, stop: asyncio.Event) -> None:
-    import watchfiles
-
-    async for _ in watchfiles.awatch(*paths, debounce=1000, step=100, stop_event=stop):
-        await sup.reload("files changed")
+    return out if source is None else [*out, "--source", source]
 
 
 async def wait_for_signal(stop: asyncio.Event | None = None) -> None:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from isthmus.sources.base import ConfigSource, SourceState, SourceUnavailable
 from isthmus.sources.files import FileSource
+from isthmus.sources.statefile import SPEC_PREFIX, StateFileSource
+
+if TYPE_CHECKING:
+    from isthmus.sources.etcd import EtcdTarget
 
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +51,12 @@ def open_source(args: argparse.Namespace) -> ConfigSource:
         raise SystemExit(f"isthmus: -f cannot be combined with --source {spec}")
     if spec == "kubernetes":
         return open_kubernetes(args)
+    if spec.startswith("etcd://"):
+        from isthmus.sources.etcd import EtcdSource
+
+        return EtcdSource(etcd_target(spec))
+    if spec.startswith(SPEC_PREFIX):  # a --workers supervisor's state, for its workers
+        return StateFileSource(spec.removeprefix(SPEC_PREFIX))
     raise SystemExit(
         f"isthmus: unknown --source {spec!r}: expected files, kubernetes or etcd://HOST:PORT/PREFIX"
     )
@@ -61,6 +72,15 @@ def open_kubernetes(args: argparse.Namespace) -> ConfigSource:
         return KubernetesSource.connect(args.kubeconfig, args.namespace, namespaces)
     except KubeConfigError as exc:
         raise SystemExit(f"isthmus: {exc}") from None
+
+
+def etcd_target(spec: str) -> EtcdTarget:
+    from isthmus.sources.etcd import parse_target
+
+    try:
+        return parse_target(spec)
+    except ValueError as exc:
+        raise SystemExit(f"isthmus: --source: {exc}") from None
 
 
 async def first_state(source: ConfigSource, quiet: bool) -> SourceState:

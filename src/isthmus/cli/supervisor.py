@@ -16,10 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from isthmus.cli.processes import worker_fds_arg
-from isthmus.control.build import build
+from isthmus.control.build import Build, build_state
 from isthmus.dataplane.handover import ListenerSockets, send_sockets
 from isthmus.dataplane.server import BindError, open_listener, serves
 from isthmus.snapshot.types import Snapshot
+from isthmus.sources.base import ConfigSource, SourceState, SourceUnavailable
+from isthmus.sources.statefile import write_state
 from isthmus.translate.identity import GatewayIdentity
 
 
@@ -32,7 +34,7 @@ class Worker:
 @dataclass
 class Supervisor:
     argv: Sequence[str]
-    paths: Sequence[str]
+    source: ConfigSource
     identity: GatewayIdentity
     count: int
     bind: str | None
@@ -44,10 +46,14 @@ class Supervisor:
     stopping: bool = False
     version: str = ""
     on_exit: Callable[[], None] | None = None
+    """Called (from a waiter thread) when a worker exits; the loop then calls :meth:`reap`."""
     metrics_dir: str | None = None
     """Workers write their metrics state here; the supervisor's scrape adds them up."""
     spawned: int = 0
-    """Called (from a waiter thread) when a worker exits; the loop then calls :meth:`reap`."""
+    state_file: str | None = None
+    """With a store source: where each accepted state is written for the workers, which
+    never talk to the store themselves (one connection and one watch per gateway)."""
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def open_sockets(self, snapshot: Snapshot) -> dict[str, socket.socket]:
         """Open sockets for listeners not yet open; returns the new ones."""
@@ -106,29 +112,50 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 send_sockets(worker.control, new, {"reload": True})
 
-    async def reload(self, reason: str) -> None:
+    async def build(self) -> tuple[SourceState, Build]:
+        """Read the source and build; raises SourceUnavailable."""
+        state = await self.source.current()
         result = await asyncio.to_thread(
-            build, self.paths, self.identity, None, mesh=self.mesh_port is not None
+            build_state, state, self.identity, None, mesh=self.mesh_port is not None
         )
-        if result.snapshot is None:
-            print(
-                f"rejected update ({reason}); workers keep serving config {self.version}:",
-                file=sys.stderr,
-                flush=True,
-            )
-            for line in result.problems():
-                print(f"  {line}", file=sys.stderr, flush=True)
-            return
-        try:
-            new = self.open_sockets(result.snapshot)
-        except BindError as exc:
-            print(f"rejected update ({reason}): {exc}", file=sys.stderr, flush=True)
-            return
-        self.version = result.snapshot.version
-        self.notify(new)
-        wanted = {lst.name for lst in result.snapshot.listeners} | {"mesh"}
-        for name in [n for n in self.registry.sockets if n not in wanted]:
-            self.registry.drop(name)  # workers drain their copies on their own reload
+        return state, result
+
+    def publish(self, state: SourceState) -> None:
+        """Make ``state`` what workers load next (before they are told to)."""
+        if self.state_file is not None:
+            write_state(self.state_file, self.source.describe(), state)
+
+    async def reload(self, reason: str) -> None:
+        async with self._lock:
+            try:
+                state, result = await self.build()
+            except SourceUnavailable as exc:
+                problems = [f"{self.source.describe()}: {exc}"]
+            else:
+                problems = result.problems() if result.snapshot is None else []
+            if problems:
+                print(
+                    f"rejected update ({reason}); workers keep serving config {self.version}:",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                for line in problems:
+                    print(f"  {line}", file=sys.stderr, flush=True)
+                return
+            assert result.snapshot is not None
+            if result.snapshot.version == self.version:
+                return
+            try:
+                new = self.open_sockets(result.snapshot)
+            except BindError as exc:
+                print(f"rejected update ({reason}): {exc}", file=sys.stderr, flush=True)
+                return
+            self.version = result.snapshot.version
+            self.publish(state)
+            self.notify(new)
+            wanted = {lst.name for lst in result.snapshot.listeners} | {"mesh"}
+            for name in [n for n in self.registry.sockets if n not in wanted]:
+                self.registry.drop(name)  # workers drain their copies on their own reload
 
     def reap(self) -> None:
         """Replace workers that died; their peers never stopped serving."""
