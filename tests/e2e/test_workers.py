@@ -67,6 +67,15 @@ def wait_children(pid: int, count: int, timeout: float = 20.0) -> list[int]:
     raise AssertionError(f"expected {count} workers, found {children(pid)}")
 
 
+def wait_workers_serving(output: list[str], count: int, timeout: float = 30.0) -> None:
+    """Until ``count`` workers said they serve (a loaded machine can take seconds to start
+    one; until then connections only queue)."""
+    deadline = time.monotonic() + timeout
+    while "".join(output).count("serving on") < count + 1:  # + the supervisor's line
+        assert time.monotonic() < deadline, "".join(output)
+        time.sleep(0.1)
+
+
 def test_workers_share_sockets_and_a_dead_worker_is_replaced(tmp_path: Path) -> None:
     port = free_port()
     with background() as bg:
@@ -74,6 +83,7 @@ def test_workers_share_sockets_and_a_dead_worker_is_replaced(tmp_path: Path) -> 
         (tmp_path / "c.yaml").write_text(tcp_gateway(port, [("v1", echo, "127.0.0.1")]))
         with isthmus_run(tmp_path, "--workers", "2") as gw:
             workers = wait_children(gw.pid, 2)
+            wait_workers_serving(gw.output, 2)
             with Load(port) as load:
                 time.sleep(1.0)
                 os.kill(workers[0], signal.SIGKILL)
