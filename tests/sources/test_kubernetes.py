@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from isthmus.control.build import build_state
+from isthmus.sources import kube_api
 from isthmus.sources.base import SourceUnavailable
 from isthmus.sources.kube_api import KubeConfigError, load_configuration
 from isthmus.sources.kubernetes import SECRET_FIELD_SELECTOR, KubernetesSource
@@ -430,3 +431,15 @@ def test_a_wrong_token_is_reported(tmp_path: Path) -> None:
 def test_a_missing_kubeconfig_is_an_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(KubeConfigError, match=r"nowhere\.yaml"):
         asyncio.run(load_configuration(str(tmp_path / "nowhere.yaml")))
+
+
+def test_lists_come_in_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kube_api, "LIST_PAGE", 2)
+
+    async def test(server: FakeApiServer, source: KubernetesSource) -> None:
+        state = await source.current()
+        assert len(names(state.documents, "Service")) == 5
+        pages = [r for r in server.requests if r.startswith("/api/v1/services?")]
+        assert len(pages) == 3 and "continue=" in pages[1] and "continue=" in pages[2]
+
+    run(tmp_path, test, [service(f"s{i}") for i in range(5)])
