@@ -443,3 +443,20 @@ def test_lists_come_in_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert len(pages) == 3 and "continue=" in pages[1] and "continue=" in pages[2]
 
     run(tmp_path, test, [service(f"s{i}") for i in range(5)])
+
+
+def test_a_version_no_longer_served_is_found_again_by_discovery(tmp_path: Path) -> None:
+    async def test(server: FakeApiServer, source: KubernetesSource) -> None:
+        await source.current()
+        async with watching(source) as w:
+            await eventually(lambda: server.watching("gateways"))
+            server.groups = {"networking.istio.io": ["v1beta1"], "discovery.k8s.io": ["v1"]}
+            server.drop_watches()  # the re-watch at v1 gets 404: discover, list at v1beta1
+            await w.next("Gateway in all namespaces listed")
+        (gw,) = [d for d in (await source.current()).documents if d.value["kind"] == "Gateway"]
+        assert gw.value["apiVersion"] == "networking.istio.io/v1beta1"
+        assert any(
+            r.startswith("/apis/networking.istio.io/v1beta1/gateways?") for r in server.requests
+        )
+
+    run(tmp_path, test, [gateway()])
