@@ -3,12 +3,16 @@ listening sockets by a new process under load: no refused or failed connection."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from isthmus.samples.tcp_echo import start_tcp_echo
@@ -152,3 +156,106 @@ def test_one_scrape_sums_all_workers(tmp_path: Path) -> None:
                     if line.startswith("istio_tcp_connections_closed_total{")
                 )
             assert total == 40
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def proxy_config(kind: str, admin: int) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "isthmus", "proxy-config", kind, "--admin", f"127.0.0.1:{admin}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+OUTLIER_RULE = """---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: app, namespace: default}
+spec:
+  host: app
+  trafficPolicy:
+    outlierDetection: {consecutiveGatewayErrors: 1, baseEjectionTime: 300s, maxEjectionPercent: 50}
+"""
+
+
+def test_supervisor_serves_admin_and_status_ports_for_its_workers(tmp_path: Path) -> None:
+    port, admin, status = free_port(), free_port(), free_port()
+    dead = free_port()
+    with background() as bg:
+        echo = bg.run(start_tcp_echo(0, "echo")).sockets[0].getsockname()[1]
+        config = tmp_path / "config"
+        config.mkdir()
+        good = tcp_gateway(port, [("v1", echo, "127.0.0.1"), ("v1", dead, "127.0.0.1")])
+        (config / "c.yaml").write_text(good + OUTLIER_RULE)
+        flags = ["--admin-port", str(admin), "--status-port", str(status)]
+        with isthmus_run(config, "--workers", "2", "--drain-seconds", "20", *flags) as gw:
+            wait_children(gw.pid, 2)
+            deadline = time.monotonic() + 20
+            while get(status, "/healthz/ready")[0] != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert get(status, "/healthz/ready") == (200, "")
+            assert get(admin, "/ready") == (200, "LIVE\n")
+
+            # the supervisor's config: listeners with their bound address, no rejection yet
+            dump = json.loads(get(admin, "/config_dump")[1])
+            assert [lst["name"] for lst in dump["listeners"]] == [f"0.0.0.0_{port}"]
+            assert dump["last_rejected"] is None and dump["state"] == "LIVE"
+            assert get(admin, "/listeners")[1] == f"0.0.0.0_{port}::127.0.0.1:{port}\n"
+            assert str(port) in proxy_config("listeners", admin)
+
+            # connections to the dead endpoint fail; some worker ejects it, which /clusters shows
+            failed = ""
+            deadline = time.monotonic() + 20
+            while "/failed_outlier_check" not in failed and time.monotonic() < deadline:
+                for _ in range(4):
+                    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                        s.sendall(b"ping\n")
+                        s.makefile("rb").readline()
+                time.sleep(0.3)
+                failed = get(admin, "/clusters")[1]
+            assert f"127.0.0.1:{dead}::health_flags::/failed_outlier_check" in failed
+            assert f"127.0.0.1:{echo}::health_flags::healthy" in failed
+            endpoints = {
+                line.split()[0]: line.split()[2]
+                for line in proxy_config("endpoints", admin).splitlines()[1:]
+            }
+            assert endpoints == {f"127.0.0.1:{dead}": "FAILED", f"127.0.0.1:{echo}": "OK"}
+
+            # a broken update is rejected by the supervisor, shown, and the workers keep serving
+            (config / "c.yaml").write_text(good + OUTLIER_RULE + "---\nkind: [\n")
+            deadline = time.monotonic() + 20
+            while dump["last_rejected"] is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+                dump = json.loads(get(admin, "/config_dump")[1])
+            rejected = dump["last_rejected"]
+            assert rejected is not None and str(config / "c.yaml") in rejected["problems"][0]
+            assert rejected["serving_version"] == dump["version"]
+            assert dump["config"]["reloads_rejected"] >= 1
+            assert "isthmus.config.reloads_rejected: " in get(admin, "/stats")[1]
+
+            # SIGTERM: not ready while the workers drain a held connection, exit 0 after it
+            held = socket.create_connection(("127.0.0.1", port), timeout=10)
+            held.sendall(b"x\n")
+            assert held.makefile("rb").readline() == b"echo x\n"
+            workers = children(gw.pid)
+            gw.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            code = 200
+            while code == 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                code = get(status, "/healthz/ready")[0]
+            assert code == 503
+            assert get(admin, "/ready") == (503, "DRAINING\n")
+            held.close()
+            assert gw.proc.wait(timeout=30) == 0
+            assert not [w for w in workers if Path(f"/proc/{w}").exists()]  # none left behind

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from isthmus.control.reload import ConfigState
 from isthmus.dataplane.server import Gateway
@@ -19,6 +20,7 @@ from isthmus.obs.exposition import MetricsState
 from isthmus.obs.gauges import Sources
 from isthmus.obs.metrics import Metrics
 from isthmus.obs.views import ClusterView
+from isthmus.obs.workerstate import WorkerState, endpoint_samples
 from isthmus.snapshot.types import Snapshot
 from isthmus.translate.identity import GatewayIdentity
 
@@ -127,7 +129,9 @@ def telemetry_for(
     return Telemetry(metrics, log)
 
 
-async def start_ports(args: argparse.Namespace, provider: GatewayProvider) -> list[asyncio.Server]:
+async def start_ports(
+    args: argparse.Namespace, provider: admin.AdminProvider
+) -> list[asyncio.Server]:
     """Bind the admin/status/metrics ports; a port that is taken only warns (during a
     takeover the old process still holds them)."""
     servers: list[asyncio.Server] = []
@@ -152,3 +156,16 @@ async def start_ports(args: argparse.Namespace, provider: GatewayProvider) -> li
                 flush=True,
             )
     return servers
+
+
+def worker_state(metrics: Metrics) -> WorkerState:
+    """What a worker publishes for its supervisor (``--metrics-state``): its metrics, the
+    config version it serves and its endpoints' live state."""
+    state = cast(WorkerState, metrics.state())
+    sources = metrics.sources
+    config = sources.config() if sources.config is not None else None
+    if config is not None:
+        state["config_version"] = config.version
+    if sources.clusters is not None:
+        state["endpoints"] = endpoint_samples(sources.clusters())
+    return state

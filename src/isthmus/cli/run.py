@@ -19,11 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from isthmus.cli.common import add_config_args, identity_from
-from isthmus.cli.observe import GatewayProvider, add_observe_args, start_ports, telemetry_for
+from isthmus.cli.observe import (
+    GatewayProvider,
+    add_observe_args,
+    start_ports,
+    telemetry_for,
+    worker_state,
+)
 from isthmus.cli.processes import HandoverServer, Takeover, parse_worker_fds
 from isthmus.cli.sources import add_source_args, first_state, open_source
 from isthmus.cli.summary import summarize
 from isthmus.cli.supervisor import Supervisor
+from isthmus.cli.supervisor_ports import start_supervisor_ports
 from isthmus.control.build import Build, build_state
 from isthmus.control.reload import ConfigState, Debounce, Reloader, install_sighup
 from isthmus.dataplane.handover import receive_sockets
@@ -441,7 +448,7 @@ async def serve(
     if state_writer is not None:
         state_writer.cancel()
         if gateway.telemetry.metrics is not None and hooks.metrics_state:
-            write_state(hooks.metrics_state, gateway.telemetry.metrics.state())
+            write_state(hooks.metrics_state, worker_state(gateway.telemetry.metrics))
     for server in obs_servers:
         server.close()
     if gateway.telemetry.log is not None:
@@ -452,7 +459,7 @@ async def serve(
 async def write_metrics_state(path: str, metrics: Metrics) -> None:
     """A worker publishes its counters for the supervisor's scrape, once a second."""
     while True:
-        await asyncio.to_thread(write_state, path, metrics.state())
+        await asyncio.to_thread(write_state, path, worker_state(metrics))
         await asyncio.sleep(1.0)
 
 
@@ -507,7 +514,7 @@ async def supervise_with(args: argparse.Namespace, source: ConfigSource, sup: Su
     if result.snapshot is None:
         report_rejected(result)
         return 1
-    sup.version = result.snapshot.version
+    sup.accepted(result.snapshot)
     sup.publish(state)
     takeover = Takeover(args.takeover) if args.takeover else None
     if takeover is not None and takeover.fetch():
@@ -518,10 +525,7 @@ async def supervise_with(args: argparse.Namespace, source: ConfigSource, sup: Su
         print(f"isthmus: {exc}", file=sys.stderr)
         return 1
     loop = asyncio.get_running_loop()
-    metrics_server: list[asyncio.Server] = []
-    if args.metrics_port:
-        sup.metrics_dir = tempfile.mkdtemp(prefix="isthmus-metrics-")
-        metrics_server = await serve_merged_metrics(args, sup.metrics_dir)
+    obs_servers = await start_supervisor_ports(args, sup, identity_from(args))
 
     def worker_exited() -> None:
         loop.call_soon_threadsafe(sup.reap)
@@ -568,32 +572,11 @@ async def supervise_with(args: argparse.Namespace, source: ConfigSource, sup: Su
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
     await sup.stop()
-    for server in metrics_server:
+    for server in obs_servers:
         server.close()
     if sup.metrics_dir is not None:
         shutil.rmtree(sup.metrics_dir, ignore_errors=True)
     return 0
-
-
-async def serve_merged_metrics(args: argparse.Namespace, directory: str) -> list[asyncio.Server]:
-    """With ``--workers N`` one scrape of the supervisor shows the sum over the workers."""
-    from isthmus.obs import admin
-    from isthmus.obs.exposition import merge_states, read_states
-
-    class Merged:
-        def metrics_state(self) -> object:
-            return merge_states(read_states(directory), max_gauge_age=5.0)
-
-    try:
-        return await admin.start(
-            Merged(),  # type: ignore[arg-type]  # the metrics port reads only metrics_state()
-            admin=None,
-            status=None,
-            metrics=(args.bind or "0.0.0.0", args.metrics_port),
-        )
-    except OSError as exc:
-        print(f"isthmus: metrics port {args.metrics_port} not served: {exc}", file=sys.stderr)
-        return []
 
 
 def worker_argv(argv: list[str], source: str | None = None) -> list[str]:

@@ -12,11 +12,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from isthmus.cli.processes import worker_fds_arg
 from isthmus.control.build import Build, build_state
+from isthmus.control.reload import ConfigState, Rejection
 from isthmus.dataplane.handover import ListenerSockets, send_sockets
 from isthmus.dataplane.server import BindError, open_listener, serves
 from isthmus.snapshot.types import Snapshot
@@ -54,6 +56,9 @@ class Supervisor:
     """With a store source: where each accepted state is written for the workers, which
     never talk to the store themselves (one connection and one watch per gateway)."""
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    snapshot: Snapshot | None = None
+    """The config the supervisor accepted last (what its admin API shows)."""
+    config: ConfigState = field(default_factory=lambda: ConfigState(""))
 
     def open_sockets(self, snapshot: Snapshot) -> dict[str, socket.socket]:
         """Open sockets for listeners not yet open; returns the new ones."""
@@ -141,6 +146,7 @@ class Supervisor:
                 )
                 for line in problems:
                     print(f"  {line}", file=sys.stderr, flush=True)
+                self._rejected(problems)
                 return
             assert result.snapshot is not None
             if result.snapshot.version == self.version:
@@ -149,13 +155,26 @@ class Supervisor:
                 new = self.open_sockets(result.snapshot)
             except BindError as exc:
                 print(f"rejected update ({reason}): {exc}", file=sys.stderr, flush=True)
+                self._rejected([str(exc)])
                 return
-            self.version = result.snapshot.version
+            self.accepted(result.snapshot)
             self.publish(state)
             self.notify(new)
             wanted = {lst.name for lst in result.snapshot.listeners} | {"mesh"}
             for name in [n for n in self.registry.sockets if n not in wanted]:
                 self.registry.drop(name)  # workers drain their copies on their own reload
+
+    def accepted(self, snapshot: Snapshot) -> None:
+        """``snapshot`` is the config from now on (workers are told next)."""
+        if self.snapshot is not None:
+            self.config.last_good_time = time.time()
+            self.config.reloads_ok += 1
+        self.config.version = self.version = snapshot.version
+        self.snapshot = snapshot
+
+    def _rejected(self, problems: list[str]) -> None:
+        self.config.rejections.append(Rejection(time.time(), tuple(problems), self.version))
+        self.config.reloads_rejected += 1
 
     def reap(self) -> None:
         """Replace workers that died; their peers never stopped serving."""
@@ -175,11 +194,12 @@ class Supervisor:
 
     async def stop(self) -> None:
         self.stopping = True
-        for worker in self.workers:
+        workers = list(self.workers)  # reap() removes each from self.workers as it exits
+        for worker in workers:
             with contextlib.suppress(ProcessLookupError):
                 worker.proc.send_signal(signal.SIGTERM)
         deadline = asyncio.get_running_loop().time() + self.drain_seconds + 10
-        for worker in self.workers:
+        for worker in workers:
             left = max(0.1, deadline - asyncio.get_running_loop().time())
             try:
                 await asyncio.to_thread(worker.proc.wait, left)
