@@ -131,8 +131,6 @@ def test_takeover_under_load_refuses_nothing(tmp_path: Path) -> None:
 
 
 def test_one_scrape_sums_all_workers(tmp_path: Path) -> None:
-    import urllib.request
-
     port, metrics_port = free_port(), free_port()
     with background() as bg:
         echo = bg.run(start_tcp_echo(0, "echo")).sockets[0].getsockname()[1]
