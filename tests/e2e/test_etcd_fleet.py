@@ -328,13 +328,48 @@ def test_a_dead_member_changes_nothing(fleet: Fleet, capsys: pytest.CaptureFixtu
     try:
         first.kill()
         fleet.cluster.wait_healthy(fleet.cluster.members[1:])
-        assert fleet.answers() == [answer(fleet.replicas[0].port)] * 3
+        assert len(set(fleet.answers())) == 1  # all serve, all the same config
         out, revision = fleet.point_to(capsys, "v1")
         assert out == "workloadentry.networking.istio.io/app-0 configured\n"
         fleet.converge(revision)
         assert fleet.answers() == ["v1 ping\n"] * 3
     finally:
         fleet.cluster.restart([first])
+
+
+def test_a_replica_whose_revision_was_compacted_lists_again(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A replica frozen while its member dies and the history it needs is compacted resumes
+    on another member, finds its revision gone, and lists everything again."""
+    _, start = fleet.point_to(capsys, "v1")
+    first = fleet.cluster.members[0]  # a fresh replica reads from the first member
+    with gateway(fleet.source, "--namespace", "gw-w") as late:
+        late.port = fleet.worker_port
+        assert late.version() == start
+        late.proc.send_signal(signal.SIGSTOP)
+        try:
+            first.kill()
+            fleet.cluster.wait_healthy(fleet.cluster.members[1:])
+            fleet.point_to(capsys, "v2")
+            _, revision = fleet.point_to(capsys, "v1")
+
+            async def compact() -> None:
+                client = EtcdClient(fleet.cluster.endpoints[1:])
+                await client.compact(int(revision))
+                await client.close()
+
+            asyncio.run(compact())
+        finally:
+            late.proc.send_signal(signal.SIGCONT)
+            fleet.cluster.restart([first])
+        fleet.replicas.append(late)
+        try:
+            fleet.converge(revision)
+        finally:
+            fleet.replicas.remove(late)
+        assert answer(late.port) == "v1 ping\n"
+        assert "listing again" in "".join(late.output)
 
 
 def test_no_etcd_keeps_the_last_config_serving_until_it_is_back(
@@ -355,6 +390,8 @@ def test_no_etcd_keeps_the_last_config_serving_until_it_is_back(
     _, revision = fleet.point_to(capsys, "v2")
     took = fleet.converge(revision)
     with capsys.disabled():
-        print(f"\n3 replicas caught up with revision {revision} {took:.3f}s after etcd came back")
-        print("".join(fleet.replicas[0].output))
+        print(
+            f"\n3 replicas caught up with revision {revision} {took:.3f}s after an apply "
+            "made once etcd was back"
+        )
     assert fleet.answers() == ["v2 ping\n"] * 3

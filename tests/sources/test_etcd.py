@@ -80,7 +80,6 @@ def test_list_then_a_transaction_arrives_whole(cluster: EtcdCluster) -> None:
 
         stop = asyncio.Event()
         watcher = asyncio.ensure_future(source.watch(changed, stop))
-        await asyncio.sleep(0.3)  # the watch is established (a change before is seen anyway)
         ops = [
             Op(t.key("Gateway", "default", n), (GATEWAY % (n, p)).encode(), 0)
             for n, p in (("b", 2), ("c", 3))
