@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from isthmus.dataplane import local_reply as lr
-from isthmus.dataplane.http_exchange import RequestBody
+from isthmus.dataplane.http_exchange import NO_BODY, RequestBody
+from isthmus.dataplane.http_forward import Forward
 from isthmus.dataplane.http_request import Outcome, handle_request, route_table_of
 from isthmus.dataplane.http_upstream import HttpPool, UpstreamHttp
 from isthmus.dataplane.relay import relay_transports
@@ -79,7 +80,20 @@ class HttpContext:
     telemetry: Telemetry = field(default_factory=Telemetry)
 
 
+# what the connection's one timer is waiting for
+_NOTHING, _HEAD, _IDLE, _RESPONSE = range(4)
+_NEVER = float("inf")
+
+
 class DownstreamHttp(asyncio.Protocol):
+    """One client connection: requests in order, one at a time, each answered from callbacks.
+
+    A request's head is routed at once (:func:`handle_request`); a forward then runs on the
+    upstream connection's callbacks and calls :meth:`finish`.  Only slow cases run a Task
+    (:meth:`run`): CONNECT tunnels and fault delays; opening upstream connections and
+    streaming request bodies are the forward's own Tasks.
+    """
+
     def __init__(
         self,
         ctx: HttpContext,
@@ -103,21 +117,30 @@ class DownstreamHttp(asyncio.Protocol):
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.loop: asyncio.AbstractEventLoop = cast(asyncio.AbstractEventLoop, None)
         self.peer_ip = ""
-        self.current: asyncio.Task[Outcome] | None = None
-        self.body: RequestBody | None = None
+        self.busy = False
+        """A request is in flight (from its head until :meth:`finish`)."""
+        self.forward: Forward | None = None
+        self.task: asyncio.Task[Outcome | None] | None = None
+        self.body: RequestBody = NO_BODY
         self.backlog: deque[object] = deque()
+        self.dispatching = False
         self.upstream: UpstreamHttp | None = None
         self.upgrade_rest = b""
         self.closed = False
         self.reading_paused = False
+        # the one timer: armed for ``timer_at``, re-armed lazily when ``deadline`` moves later
         self.timer: asyncio.TimerHandle | None = None
-        self.awaiting_head = False
+        self.timer_at = _NEVER
+        self.deadline = _NEVER
+        self.waiting = _NOTHING
         self.tasks: set[asyncio.Task[object]] = set()
         self.last_status = 0
         self.last_flag = ""
         self.last_route: Route | None = None
         self.pending_error: ProtocolError | None = None
         self.peer_address = self.local_address = ""
+        self._snapshot: Snapshot | None = None
+        self._hcm: HttpConnectionManager | None = None
         # the request in flight, for metrics and the access log
         self.head: RequestHead | None = None
         self.started_at = 0.0
@@ -132,9 +155,14 @@ class DownstreamHttp(asyncio.Protocol):
         return self.ctx.draining or self.listener in self.ctx.draining_listeners
 
     def route_table(self, snapshot: Snapshot) -> HttpConnectionManager | None:
+        if snapshot is self._snapshot:
+            return self._hcm
         if self.mesh is not None:
-            return HttpConnectionManager(snapshot.mesh.route_config) if snapshot.mesh else None
-        return route_table_of(snapshot, self.listener, self.chain)
+            hcm = HttpConnectionManager(snapshot.mesh.route_config) if snapshot.mesh else None
+        else:
+            hcm = route_table_of(snapshot, self.listener, self.chain)
+        self._snapshot, self._hcm = snapshot, hcm
+        return hcm
 
     # connection lifecycle ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -148,47 +176,65 @@ class DownstreamHttp(asyncio.Protocol):
         self.local_address = f"{local[0]}:{local[1]}" if local else ""
         self.ctx.connections.add(self)
         self.ctx.all_closed.clear()
-        self._await_head()
+        self._wait(_HEAD, time.monotonic() + self.settings.request_headers_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.ctx.connections.discard(self)
         if not self.ctx.connections:
             self.ctx.all_closed.set()
-        self._disarm()
-        if self.current is not None:
-            self.current.cancel()
-        if self.body is not None:
-            self.body.fail()
-        for task in list(self.tasks):
-            task.cancel()
-
-    def _idle(self) -> None:
-        """Between requests: Envoy's connection ``idle_timeout`` (1 h by default)."""
-        self.awaiting_head = False
-        self._arm(self.settings.idle_timeout)
-
-    def _await_head(self) -> None:
-        """A request has begun (or the connection is new): its headers must be complete
-        within ``request_headers_timeout`` (10 s)."""
-        self.awaiting_head = True
-        self._arm(self.settings.request_headers_timeout)
-
-    def _arm(self, seconds: float) -> None:
-        self._disarm()
-        # the loop is kept: on Python 3.11 get_running_loop() costs a getpid(2) per call
-        self.timer = self.loop.call_later(seconds, self._timeout)
-
-    def _disarm(self) -> None:
+        self.waiting = _NOTHING
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.forward is not None:
+            self.forward.abort()
+        if self.task is not None:
+            self.task.cancel()
+        self.body.fail()
+        for task in list(self.tasks):
+            task.cancel()
+
+    # the timer --------------------------------------------------------------------------------
+    def _wait(self, what: int, deadline: float) -> None:
+        """Wait for ``what`` until ``deadline`` (``time.monotonic()``)."""
+        self.waiting = what
+        self.deadline = deadline
+        if deadline < self.timer_at:
+            self._arm(deadline - time.monotonic())
+
+    def _arm(self, delay: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        # the loop is kept: on Python 3.11 get_running_loop() costs a getpid(2) per call
+        self.timer = self.loop.call_later(max(0.0, delay), self._timeout)
+        self.timer_at = time.monotonic() + delay
 
     def _timeout(self) -> None:
         self.timer = None
-        if self.current is None and not self.closed:
+        self.timer_at = _NEVER
+        what = self.waiting
+        if what == _NOTHING or self.closed:
+            return
+        left = self.deadline - time.monotonic()
+        if left > 0.001:  # the deadline moved on since the timer was armed
+            self._arm(left)
+            return
+        self.waiting = _NOTHING
+        if what == _RESPONSE:
+            if self.forward is not None:
+                self.forward.on_timeout()
+        elif not self.busy:
             self.transport.close()
 
+    def await_response(self, deadline: float) -> None:
+        """A forward sent its request: its response head is due by ``deadline``."""
+        self._wait(_RESPONSE, deadline)
+
+    def response_started(self) -> None:
+        self.waiting = _NOTHING
+
+    # helpers for the request in flight ----------------------------------------------------------
     def write(self, data: bytes) -> None:
         if not self.closed:
             self.bytes_sent += len(data)
@@ -210,42 +256,76 @@ class DownstreamHttp(asyncio.Protocol):
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def run(self, coro: Coroutine[Any, Any, Outcome | None]) -> None:
+        """The request continues in a Task; its Outcome (if any) finishes it."""
+        task = self.loop.create_task(coro)
+        self.task = task
+        task.add_done_callback(self._ran)
+
+    def _ran(self, task: asyncio.Task[Outcome | None]) -> None:
+        if self.task is task:
+            self.task = None
+        if self.closed or task.cancelled():
+            if not self.closed:
+                self.transport.abort()
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.failed(exc)
+            return
+        outcome = task.result()
+        if outcome is not None:
+            self.finish(outcome.keep_alive, outcome.upgraded)
+
+    def failed(self, exc: BaseException) -> None:
+        """A bug on the request path: the request cannot be answered properly."""
+        log.error("request failed", exc_info=exc)
+        if not self.closed:
+            self.transport.abort()
+
     # reading ----------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        if self.current is None and not self.awaiting_head:
-            self._await_head()
         try:
             events = self.parser.feed(data)
         except ProtocolError as exc:
-            if self.current is None:
+            if not self.busy:
                 self._reject(exc)
             else:
                 self.pending_error = exc
-                if self.body is not None and not self.body.done:
+                if not self.body.done:
                     self.body.fail()
                 self.pause_reading()
             return
-        for event in events:
-            self._dispatch(event)
+        self.dispatching = True
+        try:
+            for event in events:
+                if self.backlog:
+                    self.backlog.append(event)
+                else:
+                    self._dispatch(event)
+        finally:
+            self.dispatching = False
+        if not self.busy and self.waiting != _HEAD and self.parser.in_head:
+            # part of a head: the rest must follow within ``request_headers_timeout``
+            self._wait(_HEAD, time.monotonic() + self.settings.request_headers_timeout)
 
     def _dispatch(self, event: object) -> None:
-        body = self.body
-        if self.current is not None and body is not None and not body.done:
-            if isinstance(event, Body):
-                body.feed(event.data)
-                return
+        if self.busy:
+            body = self.body
+            if not body.done:
+                if isinstance(event, Body):
+                    body.feed(event.data)
+                    return
+                if isinstance(event, EndOfMessage):
+                    if isinstance(event, Upgrade):
+                        self._upgrade_requested(event)
+                    body.end()
+                    return
             if isinstance(event, EndOfMessage):
-                body.end()
-                return
-            if isinstance(event, Upgrade):
-                self._upgrade_requested(event)
-                body.end()
-                return
-        if self.current is not None:
-            if isinstance(event, Upgrade):
-                self._upgrade_requested(event)
-                return
-            self.backlog.append(event)
+                if isinstance(event, Upgrade):
+                    self._upgrade_requested(event)
+                return  # the end of the request in flight
+            self.backlog.append(event)  # pipelined: answered in order
             self.pause_reading()
             return
         if isinstance(event, RequestHead):
@@ -253,53 +333,64 @@ class DownstreamHttp(asyncio.Protocol):
         elif isinstance(event, Upgrade):
             self._upgrade_requested(event)
 
+    def _drain(self) -> None:
+        """Requests that arrived while the previous one was in flight, in order."""
+        backlog = self.backlog
+        self.dispatching = True
+        try:
+            while backlog and not self.closed:
+                if self.busy and isinstance(backlog[0], RequestHead):
+                    return
+                self._dispatch(backlog.popleft())
+        finally:
+            self.dispatching = False
+        if not backlog:
+            self.resume_reading()
+
     def _upgrade_requested(self, event: Upgrade) -> None:
         """What follows an upgrade request is not HTTP: hold it until the upstream answers."""
         self.upgrade_rest += event.rest
         self.pause_reading()
 
     def _start(self, head: RequestHead) -> None:
-        self._disarm()
+        self.busy = True
+        self.waiting = _NOTHING
         self.head = head
         self.started_at = time.monotonic()
-        self.started_wall = time.time()
+        if self.ctx.telemetry.log is not None:
+            self.started_wall = time.time()
         self.bytes_sent = 0
         self.last_cluster = self.last_upstream = ""
         self.last_status, self.last_flag, self.last_route = 0, "", None
-        self.awaiting_head = False
-        expects_body = head.chunked or bool(head.content_length)
-        self.body = RequestBody(self.pause_reading, self.resume_reading, expects_body)
-        self.current = self.loop.create_task(handle_request(self, head, self.body))
-        self.current.add_done_callback(self._finished)
+        if head.chunked or head.content_length:
+            self.body = RequestBody(self.pause_reading, self.resume_reading, True)
+        try:
+            outcome = handle_request(self, head, self.body)
+        except Exception as exc:
+            self.failed(exc)
+            return
+        if outcome is not None:
+            self.finish(outcome.keep_alive, outcome.upgraded)
 
-    def _finished(self, task: asyncio.Task[Outcome]) -> None:
+    def finish(self, keep_alive: bool, upgraded: bool = False) -> None:
+        """The request in flight is over: record it, then read the next one (or close)."""
+        if not self.busy:
+            return
         self._record()
-        self.current = None
-        self.body = None
-        if self.closed:
-            return
-        if task.cancelled():
-            self.transport.abort()
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("request failed", exc_info=exc)
-            self.transport.abort()
-            return
-        outcome = task.result()
-        if outcome.upgraded:
+        self.busy = False
+        self.forward = None
+        self.body = NO_BODY
+        if self.closed or upgraded:
             return
         if self.pending_error is not None:
             self._reject(self.pending_error)
             return
-        if not outcome.keep_alive:
+        if not keep_alive:
             self.transport.close()
             return
-        self._idle()
-        while self.backlog and self.current is None:
-            self._dispatch(self.backlog.popleft())
-        if not self.backlog:
-            self.resume_reading()
+        self._wait(_IDLE, time.monotonic() + self.settings.idle_timeout)
+        if not self.dispatching:
+            self._drain()
 
     def _record(self) -> None:
         """Metrics and the access log for the request that just ended."""
@@ -380,10 +471,10 @@ class DownstreamHttp(asyncio.Protocol):
             self.upstream.resume_reading()
 
     # upgrades ---------------------------------------------------------------------------------
-    async def upgrade(self, upstream: UpstreamHttp, to_client: bytes) -> None:
+    def upgrade(self, upstream: UpstreamHttp, to_client: bytes) -> None:
         """After a 101: the two connections become a byte relay (websocket and friends)."""
         assert upstream.transport is not None
-        self._disarm()
+        self.waiting = _NOTHING
         self.reading_paused = False  # the relay resumes both transports under its protocol
         self.spawn(
             relay_transports(
@@ -403,6 +494,6 @@ def close_idle(ctx: HttpContext, listeners: set[str] | None = None) -> None:
     for conn in list(ctx.connections):
         if listeners is not None and conn.listener not in listeners:
             continue
-        if conn.current is None:
+        if not conn.busy:
             with contextlib.suppress(Exception):
                 conn.transport.close()

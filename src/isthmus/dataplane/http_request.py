@@ -6,34 +6,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from isthmus.dataplane import local_reply as lr
-from isthmus.dataplane.http_exchange import RequestBody, ResponseRelay
+from isthmus.dataplane.http_exchange import RequestBody
+from isthmus.dataplane.http_forward import Forward, frame, serialize_request
 from isthmus.dataplane.http_headers import (
     Headers,
     add_trace,
     apply_ops,
-    downstream_response_headers,
-    header_value,
     upstream_request_headers,
 )
 from isthmus.dataplane.routing import (
     chance,
     cors_origin_allowed,
     cors_preflight_headers,
-    cors_response_headers,
     https_redirect_location,
     pick_weighted,
     redirect_location,
     rewrite_path,
     shadow_authority,
 )
-from isthmus.dataplane.upstream import NoHealthyUpstream, UpstreamConnectError, UpstreamOverflow
-from isthmus.proto.http1 import ProtocolError, RequestHead, ResponseHead
+from isthmus.dataplane.upstream import UpstreamConnectError
+from isthmus.proto.http1 import RequestHead, ResponseHead
 from isthmus.snapshot.match import RequestView
 from isthmus.snapshot.simulate import select_route
 from isthmus.snapshot.types import (
@@ -43,7 +40,6 @@ from isthmus.snapshot.types import (
     ForwardAction,
     HttpConnectionManager,
     RedirectAction,
-    RetryPolicy,
     Route,
     Snapshot,
     WeightedCluster,
@@ -51,8 +47,6 @@ from isthmus.snapshot.types import (
 
 if TYPE_CHECKING:
     from isthmus.dataplane.http_proxy import DownstreamHttp
-
-NO_BODY_STATUSES = frozenset({204, 304})
 
 
 @dataclass(slots=True)
@@ -93,20 +87,23 @@ def _send(
     return Outcome(keep)
 
 
-async def handle_request(conn: DownstreamHttp, head: RequestHead, body: RequestBody) -> Outcome:
+def handle_request(conn: DownstreamHttp, head: RequestHead, body: RequestBody) -> Outcome | None:
+    """Route the request and answer it, or start what will: ``None`` means a forward (or a
+    Task) is under way and will call ``conn.finish`` itself."""
     snapshot = conn.gateway.snapshot  # read once, at the request's headers
     hcm = conn.route_table(snapshot)
     if head.method == "CONNECT":
         if conn.mesh is None:
             return _reply(conn, lr.CONNECT_REFUSED, head)
-        return await _tunnel(conn, snapshot, head)
+        conn.run(_tunnel(conn, snapshot, head))
+        return None
     if hcm is None:
         return _reply(conn, lr.NO_ROUTE, head)
     authority = head.host or ""
     vhost = hcm.route_config.find_virtual_host(authority)
     if vhost is None:
         if conn.mesh is not None and conn.mesh.allow_any:
-            return await _passthrough(conn, head, body, authority)
+            return _passthrough(conn, head, body, authority)
         return _reply(conn, lr.NO_ROUTE if conn.mesh is None else lr.BLACKHOLE, head)
     if vhost.require_tls and conn.scheme == "http":
         location = https_redirect_location(authority, head.path, head.query)
@@ -147,13 +144,39 @@ async def handle_request(conn: DownstreamHttp, head: RequestHead, body: RequestB
     fault = action.fault
     if fault is not None:
         if fault.delay and chance(fault.delay_percent, conn.rng):
-            await asyncio.sleep(fault.delay)
+            conn.run(
+                _delayed(conn, fault.delay, snapshot, head, body, route, action, authority, origin)
+            )
+            return None
         if fault.abort_status is not None and chance(fault.abort_percent, conn.rng):
             return _reply(conn, lr.fault_abort(fault.abort_status), head)
-    return await _forward(conn, snapshot, head, body, route, action, authority, origin)
+    return _forward(conn, snapshot, head, body, route, action, authority, origin)
 
 
-async def _forward(
+async def _delayed(
+    conn: DownstreamHttp,
+    delay: float,
+    snapshot: Snapshot,
+    head: RequestHead,
+    body: RequestBody,
+    route: Route,
+    action: ForwardAction,
+    authority: str,
+    origin: str | None,
+) -> Outcome | None:
+    """A fault's delay, then the rest of the fault (an abort) or the forward."""
+    await asyncio.sleep(delay)
+    fault = action.fault
+    if (
+        fault is not None
+        and fault.abort_status is not None
+        and chance(fault.abort_percent, conn.rng)
+    ):
+        return _reply(conn, lr.fault_abort(fault.abort_status), head)
+    return _forward(conn, snapshot, head, body, route, action, authority, origin)
+
+
+def _forward(
     conn: DownstreamHttp,
     snapshot: Snapshot,
     head: RequestHead,
@@ -162,7 +185,7 @@ async def _forward(
     action: ForwardAction,
     authority: str,
     origin: str | None,
-) -> Outcome:
+) -> Outcome | None:
     dest = pick_weighted(action.clusters, conn.rng)
     cluster = snapshot.clusters.get(dest.cluster)
     if cluster is None:
@@ -195,9 +218,10 @@ async def _forward(
             conn.spawn(
                 _mirror(conn, snapshot, mirror.cluster, head, body, target, headers, authority)
             )
-    return await _attempts(
-        conn, head, body, cluster, dest, action, target, headers, client_ip, origin
-    )
+    forward = Forward(conn, head, body, cluster, dest, action, target, headers, client_ip, origin)
+    conn.forward = forward
+    forward.start()
+    return None
 
 
 def request_id(bits: int) -> str:
@@ -206,251 +230,6 @@ def request_id(bits: int) -> str:
     bits = (bits & ~(0xF << 76) | (0x4 << 76)) & ~(0x3 << 62) | (0x2 << 62)
     h = f"{bits:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def _retriable_status(policy: RetryPolicy, status: int) -> bool:
-    on = policy.retry_on
-    return (
-        ("5xx" in on and status >= 500)
-        or ("gateway-error" in on and status in (502, 503, 504))
-        or ("retriable-status-codes" in on and status in policy.retriable_status_codes)
-    )
-
-
-def _retriable_reset(policy: RetryPolicy) -> bool:
-    on = policy.retry_on
-    return "5xx" in on or "gateway-error" in on or "reset" in on
-
-
-def _retriable_connect(policy: RetryPolicy) -> bool:
-    on = policy.retry_on
-    return "connect-failure" in on or "5xx" in on or "gateway-error" in on
-
-
-def _serialize_request(method: str, target: str, headers: Headers, attempt: int) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines.extend(f"{n}: {v}" for n, v in headers)
-    lines.append(f"x-envoy-attempt-count: {attempt}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-async def _attempts(
-    conn: DownstreamHttp,
-    head: RequestHead,
-    body: RequestBody,
-    cluster: Cluster,
-    dest: WeightedCluster,
-    action: ForwardAction,
-    target: str,
-    headers: Headers,
-    client_ip: str,
-    origin: str | None,
-) -> Outcome:
-    policy = action.retries
-    retries_left = policy.attempts
-    tried: set[str] = set()
-    started = time.monotonic()
-    deadline = started + action.timeout if action.timeout else None
-    attempt = 0
-    last_failure: lr.LocalReply | None = None
-    stale_retry = True
-    while True:
-        attempt += 1
-        try:
-            upstream, reused = await conn.pool.acquire(cluster, client_ip, tried)
-        except UpstreamOverflow:
-            return _reply(conn, lr.OVERFLOW, head)
-        except NoHealthyUpstream:
-            return _reply(conn, last_failure or lr.NO_HEALTHY_UPSTREAM, head)
-        except UpstreamConnectError as exc:
-            tried.update(f.endpoint for f in exc.failures)
-            last_failure = lr.connect_failure(exc.local_reply_body)
-            if retries_left > 0 and _retriable_connect(policy) and body.replayable:
-                retries_left -= 1
-                continue
-            return _reply(conn, last_failure, head)
-        tried.add(upstream.endpoint.key)
-        conn.note_upstream(cluster.name, upstream.endpoint.key)
-        relay = ResponseRelay(upstream, conn.transport, conn.loop)
-        upstream.start(relay, head.method)
-        conn.upstream = upstream
-        sent_at = time.monotonic()
-        upstream.write(_serialize_request(head.method, target, headers, attempt))
-        sender: asyncio.Task[None] | None = None
-        if attempt > 1 or body.done:
-            for chunk in body.replay or ():
-                upstream.write(_frame(chunk, head.chunked))
-            if body.done and head.chunked:
-                upstream.write(b"0\r\n\r\n")
-        if not body.done:
-            sender = conn.loop.create_task(_send_body(body, upstream, relay, head.chunked))
-        timeout = policy.per_try_timeout or conn.settings.stream_idle_timeout
-        if deadline is not None:
-            remaining = max(0.0, deadline - time.monotonic())
-            timeout = remaining if timeout is None else min(timeout, remaining)
-        try:
-            response = await _head_within(conn.loop, relay.head_future, timeout)
-        except TimeoutError:
-            _abandon(conn, cluster, upstream, sender)
-            if deadline is not None and time.monotonic() >= deadline:
-                return _reply(conn, lr.UPSTREAM_TIMEOUT, head)
-            if retries_left > 0 and _retriable_reset(policy) and body.replayable:
-                retries_left -= 1
-                continue
-            return _reply(conn, lr.UPSTREAM_TIMEOUT, head)
-        except (ConnectionError, ProtocolError, OSError) as exc:
-            _abandon(conn, cluster, upstream, sender)
-            if reused and not upstream.received_any and stale_retry and body.replayable:
-                stale_retry = False  # a keep-alive connection the upstream had closed
-                tried.discard(upstream.endpoint.key)
-                attempt -= 1
-                continue
-            last_failure = lr.upstream_reset(
-                "protocol error" if isinstance(exc, ProtocolError) else "connection termination"
-            )
-            if retries_left > 0 and _retriable_reset(policy) and body.replayable:
-                retries_left -= 1
-                continue
-            return _reply(conn, last_failure, head)
-        upstream.state.http_status(upstream.endpoint, response.status)
-        if (
-            retries_left > 0
-            and _retriable_status(policy, response.status)
-            and body.replayable
-            and body.done
-        ):
-            retries_left -= 1
-            _abandon(conn, cluster, upstream, sender)
-            continue
-        elapsed_ms = int((time.monotonic() - sent_at) * 1000)
-        return await _respond(
-            conn, head, cluster, dest, action, upstream, relay, response, sender, elapsed_ms, origin
-        )
-
-
-async def _head_within(
-    loop: asyncio.AbstractEventLoop, future: asyncio.Future[ResponseHead], timeout: float | None
-) -> ResponseHead:
-    """The response head, or TimeoutError: one timer, no Task (``wait_for`` + ``shield``
-    cost two extra tasks per request in Python 3.11)."""
-    if future.done() or timeout is None:
-        return await future
-    timer = loop.call_later(timeout, _expire, future)
-    try:
-        return await future
-    finally:
-        timer.cancel()
-
-
-def _expire(future: asyncio.Future[ResponseHead]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
-
-
-def _frame(chunk: bytes, chunked: bool) -> bytes:
-    return b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk
-
-
-async def _send_body(
-    body: RequestBody, upstream: object, relay: ResponseRelay, chunked: bool
-) -> None:
-    from isthmus.dataplane.http_upstream import UpstreamHttp
-
-    assert isinstance(upstream, UpstreamHttp)
-    while (chunk := await body.read()) is not None:
-        if upstream.closed:
-            return
-        upstream.write(_frame(chunk, chunked))
-        if not relay.writable.is_set():
-            await relay.writable.wait()
-    if chunked and not upstream.closed and not body.failed:
-        upstream.write(b"0\r\n\r\n")
-
-
-def _abandon(
-    conn: DownstreamHttp, cluster: Cluster, upstream: object, sender: asyncio.Task[None] | None
-) -> None:
-    from isthmus.dataplane.http_upstream import UpstreamHttp
-
-    assert isinstance(upstream, UpstreamHttp)
-    if sender is not None:
-        sender.cancel()
-    upstream.exchange = None
-    upstream.abort()
-    conn.pool.release(cluster, upstream, reusable=False)
-    conn.upstream = None
-
-
-async def _respond(
-    conn: DownstreamHttp,
-    head: RequestHead,
-    cluster: Cluster,
-    dest: WeightedCluster,
-    action: ForwardAction,
-    upstream: object,
-    relay: ResponseRelay,
-    response: ResponseHead,
-    sender: asyncio.Task[None] | None,
-    elapsed_ms: int,
-    origin: str | None,
-) -> Outcome:
-    from isthmus.dataplane.http_upstream import UpstreamHttp
-
-    assert isinstance(upstream, UpstreamHttp)
-    upgraded = response.status == 101
-    headers = downstream_response_headers(
-        response.headers, upstream_ms=elapsed_ms, upgrade=upgraded
-    )
-    headers = apply_ops(apply_ops(headers, action.response_headers), dest.response_headers)
-    if action.cors is not None and origin is not None and cors_origin_allowed(action.cors, origin):
-        headers.extend(cors_response_headers(action.cors, origin))
-    has_body = head.method != "HEAD" and response.status not in NO_BODY_STATUSES and not upgraded
-    # A refused upgrade ends the connection: the client may already have sent the new protocol.
-    keep = head.keep_alive and not conn.draining and not upgraded and head.upgrade is None
-    chunked = False
-    if response.content_length is not None:
-        headers.append(("content-length", str(response.content_length)))
-    elif has_body:
-        if head.version == "1.1":
-            chunked = True
-            headers.append(("transfer-encoding", "chunked"))
-        else:
-            keep = False  # an HTTP/1.0 client reads to close
-    elif head.method == "HEAD":
-        cl = header_value(response.headers, "content-length")
-        if cl is not None:
-            headers.append(("content-length", cl))
-    if not keep and not upgraded:
-        headers.append(("connection", "close"))
-    reason = lr.REASONS.get(response.status) or response.reason or "Unknown"
-    lines = [f"HTTP/1.1 {response.status} {reason}"]
-    lines.extend(f"{n}: {v}" for n, v in headers)
-    head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    conn.note_response(response.status, "")
-    if upgraded:
-        conn.write(head_bytes)
-        if sender is not None:
-            sender.cancel()
-        upstream.state.release(upstream.endpoint)  # the connection leaves the pool for good
-        conn.upstream = None
-        await conn.upgrade(upstream, relay.rest + b"".join(relay.pending))
-        return Outcome(False, upgraded=True)
-    relay.commit(head_bytes, chunked, has_body)
-    conn.bytes_sent += len(head_bytes)
-    try:
-        complete = await relay.done
-    finally:
-        conn.upstream = None
-        conn.bytes_sent += relay.bytes_out
-    body_sent = sender is None or sender.done()
-    if sender is not None and not sender.done():
-        sender.cancel()
-    parser = upstream.parser  # reusable: keep-alive *and* no stray bytes after the response
-    reusable = complete and body_sent and parser is not None and parser.reusable
-    conn.pool.release(cluster, upstream, reusable)
-    if not complete:
-        return Outcome(False)  # the upstream reset mid-body: the client must see it end badly
-    return Outcome(keep)
 
 
 async def _mirror(
@@ -476,9 +255,9 @@ async def _mirror(
         upstream, _ = await conn.pool.acquire(cluster, conn.peer_ip, ())
         sink = _DiscardExchange()
         upstream.start(sink, head.method)
-        upstream.write(_serialize_request(head.method, target, shadow, 1))
+        upstream.write(serialize_request(head.method, target, shadow, 1))
         for chunk in body.replay or ():
-            upstream.write(_frame(chunk, head.chunked))
+            upstream.write(frame(chunk, head.chunked))
         if head.chunked:
             upstream.write(b"0\r\n\r\n")
         ok = await asyncio.wait_for(sink.done, 30)
@@ -506,6 +285,9 @@ class _DiscardExchange:
     def on_upstream_writable(self, writable: bool) -> None:
         pass
 
+    def on_read_done(self) -> None:
+        pass
+
 
 def _passthrough_cluster(authority: str, default_port: int) -> Cluster:
     """ALLOW_ANY: an unknown host is reached directly, resolved by DNS (Istio's
@@ -524,9 +306,9 @@ def _passthrough_cluster(authority: str, default_port: int) -> Cluster:
     )
 
 
-async def _passthrough(
+def _passthrough(
     conn: DownstreamHttp, head: RequestHead, body: RequestBody, authority: str
-) -> Outcome:
+) -> Outcome | None:
     cluster = _passthrough_cluster(authority, 80)
     dest = WeightedCluster(cluster.name, 100, 1.0)
     action = ForwardAction((dest,))
@@ -542,9 +324,10 @@ async def _passthrough(
         headers.append(("transfer-encoding", "chunked"))
     elif head.content_length is not None:
         headers.append(("content-length", str(head.content_length)))
-    return await _attempts(
-        conn, head, body, cluster, dest, action, target, headers, client_ip, None
-    )
+    forward = Forward(conn, head, body, cluster, dest, action, target, headers, client_ip, None)
+    conn.forward = forward
+    forward.start()
+    return None
 
 
 async def _tunnel(conn: DownstreamHttp, snapshot: Snapshot, head: RequestHead) -> Outcome:

@@ -22,6 +22,7 @@ from isthmus.dataplane.tls_context import check_peer
 from isthmus.dataplane.tls_errors import TLSConfigError
 from isthmus.dataplane.upstream import (
     ConnectFailure,
+    NoHealthyUpstream,
     UpstreamConnectError,
     UpstreamConnection,
     UpstreamOverflow,
@@ -46,6 +47,8 @@ class Exchange(Protocol):
     def on_response_end(self, rest: bytes) -> None: ...
     def on_upstream_lost(self, exc: BaseException | None) -> None: ...
     def on_upstream_writable(self, writable: bool) -> None: ...
+    def on_read_done(self) -> None:
+        """What one read produced has been delivered (a chance to write it out at once)."""
 
 
 class UpstreamHttp(asyncio.Protocol):
@@ -122,10 +125,11 @@ class UpstreamHttp(asyncio.Protocol):
 
     def _dispatch(self, exchange: Exchange, events: Sequence[object]) -> None:
         for event in events:
-            if isinstance(event, Body):
-                exchange.on_response_body(event.data)
-            elif isinstance(event, ResponseHead):
-                exchange.on_response_head(event)
+            kind = type(event)
+            if kind is Body:
+                exchange.on_response_body(event.data)  # type: ignore[attr-defined]
+            elif kind is ResponseHead:
+                exchange.on_response_head(event)  # type: ignore[arg-type]
             elif isinstance(event, EndOfMessage):
                 self.exchange = None
                 if isinstance(event, Upgrade):  # after a 101 the bytes belong to a relay
@@ -134,6 +138,7 @@ class UpstreamHttp(asyncio.Protocol):
                 return
             if self.exchange is not exchange:
                 return
+        exchange.on_read_done()
 
     # flow control -----------------------------------------------------------------------------
     def pause_writing(self) -> None:
@@ -174,14 +179,32 @@ class HttpPool:
             conn.close()
         return None
 
+    def take(
+        self, cluster: Cluster, source_ip: str | None, exclude: Collection[str]
+    ) -> UpstreamHttp | EndpointState:
+        """Without waiting: an idle connection to the endpoint the balancer picks (counted as
+        acquired), or that endpoint when it has none (pass it to :meth:`acquire` as
+        ``first``).  Raises :class:`NoHealthyUpstream`."""
+        state = self.states.get(cluster)
+        chosen = state.choose(source_ip=source_ip, exclude=exclude)
+        if chosen is None:
+            raise NoHealthyUpstream(cluster.name)
+        pooled = self._take_idle(cluster, chosen)
+        if pooled is None:
+            return chosen
+        state.acquire(chosen)
+        return pooled
+
     async def acquire(
         self,
         cluster: Cluster,
         source_ip: str | None,
         exclude: Collection[str],
         hash_key: str | None = None,
+        first: EndpointState | None = None,
     ) -> tuple[UpstreamHttp, bool]:
-        """A connection to an endpoint the balancer picks, and whether it was reused.
+        """A connection to an endpoint the balancer picks (``first``: already picked), and
+        whether it was reused.
 
         At ``maxConnections`` the request waits for a connection to come back, as one of at
         most ``http1MaxPendingRequests`` pending requests (Envoy's circuit breakers); past
@@ -190,8 +213,9 @@ class HttpPool:
         deadline = time.monotonic() + cluster.connection_pool.connect_timeout
         while True:
             try:
-                return await self._acquire(cluster, source_ip, exclude, hash_key)
+                return await self._acquire(cluster, source_ip, exclude, hash_key, first)
             except UpstreamOverflow:
+                first = None
                 limit = cluster.connection_pool.http1_max_pending_requests
                 pending = self._pending.get(cluster.name, 0)
                 left = deadline - time.monotonic()
@@ -214,6 +238,7 @@ class HttpPool:
         source_ip: str | None,
         exclude: Collection[str],
         hash_key: str | None,
+        first: EndpointState | None = None,
     ) -> tuple[UpstreamHttp, bool]:
         result = await connect_or_reuse(
             cluster,
@@ -224,6 +249,7 @@ class HttpPool:
             final=False,
             exclude=exclude,
             reuse=lambda ep: self._take_idle(cluster, ep),
+            first=first,
         )
         if isinstance(result, tuple):
             return result[0], True

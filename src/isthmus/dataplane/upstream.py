@@ -187,15 +187,18 @@ async def connect_or_reuse(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     final: bool = True,
     exclude: Collection[str] = (),
+    first: EndpointState | None = None,
 ) -> UpstreamConnection | tuple[T, EndpointState]:
     """:func:`connect_upstream`, except that once the balancer picks an endpoint, ``reuse``
-    may offer an idle pooled connection to it (HTTP keep-alive); then no socket is opened."""
+    may offer an idle pooled connection to it (HTTP keep-alive); then no socket is opened.
+    ``first`` is an endpoint the balancer already picked for the first attempt."""
     state = states.get(cluster)
     pool = cluster.connection_pool
     tried: set[str] = set(exclude)
     failures: list[ConnectFailure] = []
     for _ in range(max(1, max_attempts)):
-        chosen = state.choose(source_ip=source_ip, hash_key=hash_key, exclude=tried)
+        chosen = first or state.choose(source_ip=source_ip, hash_key=hash_key, exclude=tried)
+        first = None
         if chosen is None:
             break
         if reuse is not None:

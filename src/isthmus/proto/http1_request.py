@@ -145,6 +145,11 @@ class RequestParser:
                     )
         return events
 
+    @property
+    def in_head(self) -> bool:
+        """Part of a request head has arrived, not all of it."""
+        return self._in_head
+
     def feed_eof(self) -> list[RequestEvent]:
         """The client closed its side. Raises if that cut a request short."""
         if self._state == _OPEN and (self._in_head or self._in_body):
