@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from isthmus.snapshot import Call
+from isthmus.snapshot.match import literal_prefix
 from isthmus.snapshot.types import ForwardAction, RedirectAction
 from tests.translate.util import build, codes, gateway, http_vs, route, service, workload
 
@@ -282,3 +283,45 @@ def test_https_redirect_on_plain_http_server() -> None:
     )
     result = route(yaml, Call(80, host="bookinfo.example.com"))
     assert result.outcome == "redirect" and result.reason == "httpsRedirect"
+
+
+@pytest.mark.parametrize(
+    ("regex", "prefix"),
+    [
+        ("/v[0-9]+/orders/.*", "/v"),
+        ("/api/v1", "/api/v1"),
+        ("/ab*c", "/a"),
+        ("/ab?", "/a"),
+        ("/a{2}", "/"),
+        ("a|b", ""),
+        ("/x/(a|b)", ""),  # any alternation: no prefix claimed
+        ("(?i:/Api)", ""),
+        ("^/x", ""),
+        (r"\d+", ""),
+        (".*", ""),
+    ],
+)
+def test_regex_literal_prefix(regex: str, prefix: str) -> None:
+    assert literal_prefix(regex) == prefix
+
+
+def test_regex_routes_match_with_their_prefix_check() -> None:
+    rules = """
+- match: [{uri: {regex: '/v[0-9]+/orders/.*'}}]
+  directResponse: {status: 201}
+- match: [{uri: {regex: '/Any/.*'}, ignoreUriCase: true}]
+  directResponse: {status: 202}
+- match: [{uri: {regex: 'x*/y'}}]
+  directResponse: {status: 203}
+"""
+    config = gateway() + http_vs(rules=rules)
+    for path, status in [
+        ("/v2/orders/7", 201),
+        ("/v/orders/7", None),
+        ("/any/thing", 202),
+        ("/ANY/thing", 202),
+        ("/y", 203),
+    ]:
+        result = route(config, Call(port=80, host="h", path=path))
+        action = result.route.action if result.route is not None else None
+        assert getattr(action, "status", None) == status, path

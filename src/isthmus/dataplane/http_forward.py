@@ -61,11 +61,14 @@ def _retriable_connect(policy: RetryPolicy) -> bool:
     return "connect-failure" in on or "5xx" in on or "gateway-error" in on
 
 
+_field = "%s: %s\r\n".__mod__
+
+
 def serialize_request(method: str, target: str, headers: Headers, attempt: int) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines.extend(f"{n}: {v}" for n, v in headers)
-    lines.append(f"x-envoy-attempt-count: {attempt}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    fields = "".join(map(_field, headers))
+    return (
+        f"{method} {target} HTTP/1.1\r\n{fields}x-envoy-attempt-count: {attempt}\r\n\r\n"
+    ).encode("latin-1")
 
 
 def frame(chunk: bytes, chunked: bool) -> bytes:
@@ -405,9 +408,8 @@ class Forward:
         if not keep and not upgraded:
             headers.append(("connection", "close"))
         reason = lr.REASONS.get(status) or response.reason or "Unknown"
-        lines = [f"HTTP/1.1 {status} {reason}"]
-        lines.extend(f"{n}: {v}" for n, v in headers)
-        head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        fields = "".join(map(_field, headers))
+        head_bytes = f"HTTP/1.1 {status} {reason}\r\n{fields}\r\n".encode("latin-1")
         conn.note_response(status, "")
         self.committed = True
         self.upgraded = upgraded

@@ -41,13 +41,18 @@ def apply_ops(headers: Headers, ops: HeaderOps) -> Headers:
     """Istio ``headers``: remove, then set (replace), then add (append) — Envoy's order."""
     if not ops:
         return headers
-    drop = set(ops.remove)
-    drop.update(name for name, _ in ops.set)
+    drop = ops.drop
     if drop:
-        headers = [(n, v) for n, v in headers if n not in drop]
-    headers.extend(ops.set)
-    headers.extend(ops.add)
+        headers = [h for h in headers if h[0] not in drop]
+    headers.extend(ops.append)
     return headers
+
+
+#: Request headers never passed upstream as sent: hop-by-hop ones, and the ones the proxy sets
+#: itself (the body is re-framed, so ``content-length`` too).
+_NOT_FORWARDED = HOP_BY_HOP | {"x-forwarded-proto", "x-request-id", "content-length"}
+#: Response headers never passed downstream as sent.
+_NOT_RETURNED = HOP_BY_HOP | {"server", "content-length"}
 
 
 def upstream_request_headers(
@@ -58,35 +63,51 @@ def upstream_request_headers(
     request_id: str,
     trusted_hops: int = 0,
     upgrade: str | None = None,
+    authority: str | None = None,
 ) -> tuple[Headers, str]:
-    """Headers to send upstream and the trusted client address.
+    """Headers to send upstream and the trusted client address (``authority``: the Host to
+    send instead of the client's).
 
     Hop-by-hop headers and those named in ``Connection`` go; client-sent ``x-envoy-*``
     go (an edge proxy trusts none); ``x-forwarded-for`` gets the peer appended, and with
     ``trusted_hops`` (Istio ``numTrustedProxies``) the client address is read that many hops
     back; ``x-forwarded-proto`` is the downstream scheme; ``x-request-id`` is this request's.
     """
-    named = connection_tokens(headers)
     out: Headers = []
     xff = ""
-    for name, value in headers:
-        if name in HOP_BY_HOP or name in named or name.startswith("x-envoy-"):
+    named: frozenset[str] = frozenset()
+    not_forwarded = _NOT_FORWARDED
+    for header in headers:
+        name = header[0]
+        if name in not_forwarded:
+            if name == "connection":
+                named = connection_tokens(headers)
+            continue
+        if name.startswith("x-envoy-"):
             continue
         if name == "x-forwarded-for":
-            xff = f"{xff},{value}" if xff else value
+            xff = f"{xff},{header[1]}" if xff else header[1]
             continue
-        if name in ("x-forwarded-proto", "x-request-id", "content-length"):
-            continue  # ours to set; the body is re-framed by the proxy
-        out.append((name, value))
-    hops = [h.strip() for h in xff.split(",") if h.strip()] if xff else []
+        if name == "host" and authority is not None:
+            header = (name, authority)
+        out.append(header)
+    if named:
+        out = [h for h in out if h[0] not in named]
     client = peer_ip
-    if trusted_hops and len(hops) >= trusted_hops:
-        client = hops[len(hops) - trusted_hops]
-    hops.append(peer_ip)
-    out.append(("x-forwarded-for", ", ".join(hops)))
-    out.append(("x-forwarded-proto", scheme))
-    out.append(("x-request-id", request_id))
-    out.append(("x-envoy-external-address", client))
+    if xff:
+        hops = [h.strip() for h in xff.split(",") if h.strip()]
+        if trusted_hops and len(hops) >= trusted_hops:
+            client = hops[len(hops) - trusted_hops]
+        hops.append(peer_ip)
+        forwarded_for = ", ".join(hops)
+    else:
+        forwarded_for = peer_ip
+    out += (
+        ("x-forwarded-for", forwarded_for),
+        ("x-forwarded-proto", scheme),
+        ("x-request-id", request_id),
+        ("x-envoy-external-address", client),
+    )
     if upgrade:
         out.append(("connection", "upgrade"))
         out.append(("upgrade", upgrade))
@@ -129,12 +150,17 @@ def downstream_response_headers(
     headers: Sequence[tuple[str, str]], *, upstream_ms: int | None, upgrade: bool = False
 ) -> Headers:
     """Headers for the client: hop-by-hop removed, ``server: istio-envoy``, service time."""
-    named = connection_tokens(headers)
-    out: Headers = [
-        (n, v)
-        for n, v in headers
-        if not (n in HOP_BY_HOP or n in named or n == "server" or n == "content-length")
-    ]
+    out: Headers = []
+    named: frozenset[str] = frozenset()
+    not_returned = _NOT_RETURNED
+    for header in headers:
+        if header[0] in not_returned:
+            if header[0] == "connection":
+                named = connection_tokens(headers)
+            continue
+        out.append(header)
+    if named:
+        out = [h for h in out if h[0] not in named]
     if upgrade:
         for n, v in headers:
             if n == "upgrade":

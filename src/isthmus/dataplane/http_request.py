@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl
 
 from isthmus.dataplane import local_reply as lr
 from isthmus.dataplane.http_exchange import RequestBody
@@ -31,8 +30,7 @@ from isthmus.dataplane.routing import (
 )
 from isthmus.dataplane.upstream import UpstreamConnectError
 from isthmus.proto.http1 import RequestHead, ResponseHead
-from isthmus.snapshot.match import RequestView
-from isthmus.snapshot.simulate import select_route
+from isthmus.snapshot.match import LazyRequest
 from isthmus.snapshot.types import (
     Cluster,
     DirectResponseAction,
@@ -108,16 +106,10 @@ def handle_request(conn: DownstreamHttp, head: RequestHead, body: RequestBody) -
     if vhost.require_tls and conn.scheme == "http":
         location = https_redirect_location(authority, head.path, head.query)
         return _send(conn, head, 301, extra=[("location", location)], content_type=None)
-    view = RequestView(
-        path=head.path,
-        method=head.method,
-        authority=authority,
-        scheme=conn.scheme,
-        port=conn.gateway_port,
-        headers=dict(head.headers),
-        query=dict(parse_qsl(head.query, keep_blank_values=True)) if head.query else {},
+    view = LazyRequest(
+        head.path, head.method, authority, conn.scheme, conn.gateway_port, head.headers, head.query
     )
-    route = select_route(vhost, view)
+    route = vhost.select(view)
     if route is None:
         return _reply(conn, lr.NO_ROUTE, head)
     conn.note_route(route)
@@ -130,7 +122,7 @@ def handle_request(conn: DownstreamHttp, head: RequestHead, body: RequestBody) -
     if isinstance(action, DirectResponseAction):
         return _send(conn, head, action.status, action.body)
     assert isinstance(action, ForwardAction)
-    origin = view.headers.get("origin")
+    origin = view.headers.get("origin") if action.cors is not None else None
     if (
         action.cors is not None
         and origin is not None
@@ -204,8 +196,8 @@ def _forward(
         request_id=request_id(conn.rng.getrandbits(128)),
         trusted_hops=conn.settings.trusted_hops,
         upgrade=upgrade,
+        authority=authority,
     )
-    headers = [(n, authority) if n == "host" else (n, v) for n, v in headers]
     if conn.settings.tracing is not None:
         add_trace(headers, conn.settings.tracing, conn.rng.getrandbits(192))
     headers = apply_ops(apply_ops(headers, action.request_headers), dest.request_headers)

@@ -7,9 +7,10 @@ Regexes arrive already compiled (RE2, by ``translate``); this module only calls 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+from urllib.parse import parse_qsl
 
 
 class Pattern(Protocol):
@@ -18,6 +19,22 @@ class Pattern(Protocol):
 
 StringKind = Literal["exact", "prefix", "regex", "present"]
 
+_REGEX_SPECIAL = frozenset("\\.[](){}*+?|^$")
+_QUANTIFIERS = frozenset("*+?{")
+
+
+def literal_prefix(regex: str) -> str:
+    """What every full match of ``regex`` starts with: its leading literal characters (RE2
+    syntax), ``""`` when there is none or alternation makes it unsafe to say."""
+    if "|" in regex:
+        return ""
+    end = 0
+    while end < len(regex) and regex[end] not in _REGEX_SPECIAL:
+        end += 1
+    if end < len(regex) and regex[end] in _QUANTIFIERS:
+        end -= 1  # the last literal is quantified: it may be absent or repeated
+    return regex[: max(0, end)]
+
 
 @dataclass(frozen=True, slots=True)
 class StringMatcher:
@@ -25,6 +42,18 @@ class StringMatcher:
     value: str = ""
     ignore_case: bool = False
     pattern: Pattern | None = field(default=None, compare=False)
+    _prefix: str = field(default="", compare=False, repr=False, init=False)
+
+    def __post_init__(self) -> None:
+        source = getattr(self.pattern, "pattern", None)  # as compiled: (?i:...) has no prefix
+        if self.kind == "regex" and isinstance(source, str):
+            object.__setattr__(self, "_prefix", literal_prefix(source))
+
+    @property
+    def prefix(self) -> str:
+        """A regex's literal prefix: text without it cannot match, and checking it is far
+        cheaper than calling into RE2 (most routes' regexes miss most paths)."""
+        return self._prefix
 
     def matches(self, text: str | None) -> bool:
         if text is None:
@@ -38,7 +67,11 @@ class StringMatcher:
             return text == self.value
         if kind == "prefix":
             return text.startswith(self.value)
-        return self.pattern is not None and self.pattern.fullmatch(text) is not None
+        return (
+            self.pattern is not None
+            and text.startswith(self._prefix)
+            and self.pattern.fullmatch(text) is not None
+        )
 
     def __str__(self) -> str:
         if self.kind == "present":
@@ -71,6 +104,53 @@ class RequestView:
     query: Mapping[str, str]
 
 
+class LazyRequest:
+    """A :class:`RequestView` for the data plane: the header and query maps are built only
+    when a matcher reads them (most routes match on the path alone)."""
+
+    __slots__ = ("_header_list", "_headers", "_query", "_query_text", "authority", "method",
+                 "path", "port", "scheme")  # fmt: skip
+
+    def __init__(
+        self,
+        path: str,
+        method: str,
+        authority: str,
+        scheme: str,
+        port: int,
+        headers: Sequence[tuple[str, str]],
+        query: str,
+    ) -> None:
+        self.path = path
+        self.method = method
+        self.authority = authority
+        self.scheme = scheme
+        self.port = port
+        self._header_list = headers
+        self._query_text = query
+        self._headers: dict[str, str] | None = None
+        self._query: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        if self._headers is None:
+            self._headers = dict(self._header_list)
+        return self._headers
+
+    @property
+    def query(self) -> Mapping[str, str]:
+        if self._query is None:
+            text = self._query_text
+            self._query = dict(parse_qsl(text, keep_blank_values=True)) if text else {}
+        return self._query
+
+
+Request = RequestView | LazyRequest
+
+# how a route's URI condition is checked (see ``RouteMatch.uri_check``)
+URI_ANY, URI_EXACT, URI_PREFIX, URI_REGEX, URI_OTHER = range(5)
+
+
 @dataclass(frozen=True, slots=True)
 class RouteMatch:
     """One Istio ``HTTPMatchRequest``: every condition set must hold (AND)."""
@@ -96,9 +176,41 @@ class RouteMatch:
             and not self.query_params
         )
 
-    def matches(self, req: RequestView) -> bool:
+    def matches(self, req: Request) -> bool:
         if self.uri is not None and not self.uri.matches(req.path.split("?", 1)[0]):
             return False
+        return self.matches_besides_uri(req)
+
+    @property
+    def uri_check(self) -> tuple[int, Any, str]:
+        """``(URI_*, value, literal prefix)``: the URI condition as a route table checks it
+        inline, without a call per route."""
+        uri = self.uri
+        if uri is None:
+            return URI_ANY, None, ""
+        if uri.ignore_case or uri.kind == "present":
+            return URI_OTHER, uri, ""
+        if uri.kind == "exact":
+            return URI_EXACT, uri.value, ""
+        if uri.kind == "prefix":
+            return URI_PREFIX, uri.value, ""
+        if uri.pattern is None:
+            return URI_OTHER, uri, ""
+        return URI_REGEX, uri.pattern, uri.prefix
+
+    @property
+    def only_uri(self) -> bool:
+        """Nothing but the URI (if that) is matched."""
+        return (
+            self.method is None
+            and self.authority is None
+            and self.scheme is None
+            and self.port is None
+            and not self.headers
+            and not self.query_params
+        )
+
+    def matches_besides_uri(self, req: Request) -> bool:
         if self.method is not None and not self.method.matches(req.method):
             return False
         if self.authority is not None and not self.authority.matches(req.authority):

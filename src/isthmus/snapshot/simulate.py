@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from isthmus.refs import ResourceRef
-from isthmus.snapshot.match import RequestView, host_matches
+from isthmus.snapshot.match import Request, RequestView, host_matches
 from isthmus.snapshot.types import (
     Cluster,
     DirectResponseAction,
@@ -95,11 +95,8 @@ def select_filter_chain(listener: Listener, tls: bool, sni: str | None) -> Filte
     return None
 
 
-def select_route(vhost: VirtualHost, request: RequestView) -> Route | None:
-    for route in vhost.routes:
-        if route.match.matches(request):
-            return route
-    return None
+def select_route(vhost: VirtualHost, request: Request) -> Route | None:
+    return vhost.select(request)
 
 
 def select_tcp_route(

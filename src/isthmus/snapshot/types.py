@@ -9,10 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from isthmus.refs import ResourceRef
-from isthmus.snapshot.match import L4Match, RouteMatch, host_matches
+from isthmus.snapshot.match import (
+    URI_EXACT,
+    URI_OTHER,
+    URI_PREFIX,
+    URI_REGEX,
+    L4Match,
+    Request,
+    RouteMatch,
+    host_matches,
+)
 
 # --- endpoints and clusters ------------------------------------------------------------------
 
@@ -140,9 +149,33 @@ class HeaderOps:
     set: tuple[tuple[str, str], ...] = ()
     add: tuple[tuple[str, str], ...] = ()
     remove: tuple[str, ...] = ()
+    # derived once (private: not part of what config_dump shows)
+    _drop: frozenset[str] = field(default=frozenset(), compare=False, repr=False, init=False)
+    _append: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False, init=False)
+    _empty: bool = field(default=True, compare=False, repr=False, init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_drop", frozenset(self.remove) | {n for n, _ in self.set})
+        object.__setattr__(self, "_append", self.set + self.add)
+        object.__setattr__(self, "_empty", not (self.set or self.add or self.remove))
+
+    @property
+    def drop(self) -> frozenset[str]:
+        """Names a message loses before ``set`` and ``add`` are appended: ``remove`` and
+        ``set``'s."""
+        return self._drop
+
+    @property
+    def append(self) -> tuple[tuple[str, str], ...]:
+        """``set`` then ``add``: what is appended."""
+        return self._append
+
+    @property
+    def empty(self) -> bool:
+        return self._empty
 
     def __bool__(self) -> bool:
-        return bool(self.set or self.add or self.remove)
+        return not self._empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +278,9 @@ class Route:
     field_path: str
 
 
+RouteRow = tuple[int, Any, str, bool, Route]
+
+
 @dataclass(frozen=True, slots=True)
 class VirtualHost:
     name: str
@@ -252,6 +288,41 @@ class VirtualHost:
     routes: tuple[Route, ...]
     require_tls: bool = False
     origins: tuple[ResourceRef, ...] = ()
+    _table: tuple[RouteRow, ...] = field(default=(), compare=False, repr=False, init=False)
+
+    def __post_init__(self) -> None:
+        table = tuple((*r.match.uri_check, r.match.only_uri, r) for r in self.routes)
+        object.__setattr__(self, "_table", table)
+
+    def select(self, req: Request) -> Route | None:
+        """The first route whose match holds (Envoy's order).  Each route's URI condition
+        is checked inline; only a route whose URI matched looks further (headers, query...),
+        and only then are the request's header and query maps built."""
+        path = req.path
+        if "?" in path:
+            path = path.split("?", 1)[0]
+        prefix_kind, exact_kind, regex_kind, other_kind = (
+            URI_PREFIX,
+            URI_EXACT,
+            URI_REGEX,
+            URI_OTHER,
+        )
+        startswith = path.startswith
+        for kind, value, prefix, only_uri, route in self._table:
+            if kind == prefix_kind:
+                if not startswith(value):
+                    continue
+            elif kind == exact_kind:
+                if path != value:
+                    continue
+            elif kind == regex_kind:
+                if not startswith(prefix) or value.fullmatch(path) is None:
+                    continue
+            elif kind == other_kind and not value.matches(path):
+                continue
+            if only_uri or route.match.matches_besides_uri(req):
+                return route
+        return None
 
 
 @dataclass(frozen=True, slots=True)
