@@ -12,7 +12,7 @@ from isthmus.proto.http1 import (
     ResponseParser,
     Upgrade,
 )
-from tests.proto.util import heads, response_events, shape
+from tests.proto.util import heads, merged, response_events, shape
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
 CHUNKED = (
@@ -215,3 +215,19 @@ def test_response_header_limits() -> None:
     with pytest.raises(ProtocolError):
         for _ in range(200):
             endless.feed(b"X: " + b"v" * 1024 + b"\r\n")
+
+
+def test_reset_reads_the_next_response_on_the_same_connection() -> None:
+    parser = ResponseParser("GET")
+    sequence = [
+        ("GET", OK, [200, b"hello", "end"]),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", [200, "end"]),
+        ("POST", CHUNKED, [200, b"hello world", "end"]),  # after HEAD: a fresh llhttp
+        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n", [204, "end"]),
+        ("GET", OK + b"HTTP/1.1 200 OK\r\n", [200, b"hello", "end"]),  # stray bytes
+    ]
+    for method, data, expected in sequence:
+        parser.reset(method)
+        assert not parser.done
+        assert shape(merged(parser.feed(data))) == expected
+    assert not parser.reusable

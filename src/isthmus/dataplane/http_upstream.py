@@ -81,7 +81,10 @@ class UpstreamHttp(asyncio.Protocol):
 
     def start(self, exchange: Exchange, method: str) -> None:
         self.exchange = exchange
-        self.parser = ResponseParser(method)
+        if self.parser is None:
+            self.parser = ResponseParser(method)
+        else:
+            self.parser.reset(method)
         self.requests += 1
         self.received_any = False
 

@@ -29,6 +29,12 @@ _SPECIAL = frozenset(("content-length", "transfer-encoding", "connection"))
 _NO_BODY = frozenset((204, 304))
 
 
+_PER_RESPONSE = (
+    "_error", "_final", "_done", "_upgraded", "_extra", "_keep_alive", "_until_eof", "_in_head",
+    "_interim", "_head_bytes", "_feed_len", "_reason", "_buffer",
+)  # fmt: skip
+
+
 class _Stop(Exception):
     """Raised from a callback when bytes follow the complete response."""
 
@@ -48,7 +54,9 @@ class ResponseParser:
 
     Being on every request's path, it is its own httptools protocol (the ``on_*`` methods are
     llhttp's callbacks, not API) and keeps its initial state in class attributes, so making
-    one costs three attribute stores and llhttp's allocation.
+    one costs three attribute stores and llhttp's allocation.  A keep-alive connection keeps
+    one and calls :meth:`reset` per request: the parser and llhttp reference each other, so
+    one per request would leave a reference cycle per request for the garbage collector.
     """
 
     # per response; class-level defaults keep construction cheap
@@ -73,6 +81,18 @@ class ResponseParser:
         self._limits = limits
         self._head_only = method == "HEAD"
         self._parser = HttpResponseParser(self)
+
+    def reset(self, method: str) -> None:
+        """Ready for the response to the next request sent on the same connection.  llhttp
+        goes on from where the last response ended when that one was complete and reusable
+        (a response to HEAD never is: llhttp was only shown its head)."""
+        fresh = not self.reusable or self._head_only
+        state = self.__dict__
+        for name in _PER_RESPONSE:
+            state.pop(name, None)  # back to the class-level initial values
+        self._head_only = method == "HEAD"
+        if fresh:
+            self._parser = HttpResponseParser(self)
 
     @property
     def done(self) -> bool:
