@@ -36,7 +36,10 @@ def add_observe_args(p: argparse.ArgumentParser) -> None:
     group.add_argument("--admin-bind", default="127.0.0.1", metavar="ADDR")
     group.add_argument("--status-port", type=int, default=15021, help="/healthz/ready (0 = off)")
     group.add_argument(
-        "--metrics-port", type=int, default=15090, help="/stats/prometheus (0 = off)"
+        "--metrics-port",
+        type=int,
+        default=15090,
+        help="/stats/prometheus (0 = off; with --admin-port 0 too, no metrics are counted)",
     )
     group.add_argument(
         "--access-log",
@@ -103,7 +106,13 @@ def telemetry_for(
     config: ConfigState,
     gateway_ref: list[Gateway],
 ) -> Telemetry:
-    log = None if args.access_log == "off" else AccessLog(args.access_log_format, sys.stdout)
+    # alone on stdout unless a worker or a takeover: then whole batches per write
+    alone = args.worker_fds is None and not args.takeover
+    log = (
+        None
+        if args.access_log == "off"
+        else AccessLog(args.access_log_format, sys.stdout, exclusive=alone)
+    )
 
     def clusters() -> list[ClusterView]:
         if not gateway_ref:
@@ -119,6 +128,8 @@ def telemetry_for(
         clusters=clusters,
         access_log_dropped=(lambda: log.dropped) if log is not None else None,
     )
+    if not (args.metrics_port or args.admin_port or args.metrics_state):
+        return Telemetry(None, log)  # nothing could ever read the metrics: count none
     workload = identity.labels.get("app") or "istio-ingressgateway"
     metrics = Metrics(
         workload=workload,
