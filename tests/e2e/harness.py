@@ -85,8 +85,9 @@ def _drain(proc: subprocess.Popen[bytes], out: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def isthmus_run(config: Path | None, *extra: str) -> Iterator[Isthmus]:
-    """``isthmus run -f config`` (no ``-f`` when None: ``extra`` names a --source)."""
+def isthmus_run(config: Path | None, *extra: str, ready: str = "serving on") -> Iterator[Isthmus]:
+    """``isthmus run -f config`` (no ``-f`` when None: ``extra`` names a --source); yields
+    once the gateway printed ``ready``."""
     ports: list[str] = []
     for flag in ("--admin-port", "--status-port", "--metrics-port"):
         if flag not in extra:
@@ -107,7 +108,7 @@ def isthmus_run(config: Path | None, *extra: str) -> Iterator[Isthmus]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     running = Isthmus(proc)
     try:
-        _read_until(proc, "serving on", START_TIMEOUT, running.output)
+        _read_until(proc, ready, START_TIMEOUT, running.output)
         # Keep draining so a chatty gateway never blocks on a full pipe.
         drain = threading.Thread(target=_drain, args=(proc, running.output), daemon=True)
         drain.start()

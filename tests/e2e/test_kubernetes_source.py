@@ -146,3 +146,28 @@ def test_converges_after_dropped_watches_and_410(tmp_path: Path) -> None:
     asked = [urllib.parse.urlsplit(r).path for r in c.server.requests if r != "/apis"]
     assert asked and all("/namespaces/" in p for p in asked), asked  # nothing cluster-wide
     assert {p.split("/namespaces/")[1].split("/")[0] for p in asked} == {"default", GATEWAY_NS}
+
+
+def test_workers_share_one_watch_and_follow_it(tmp_path: Path) -> None:
+    """With --workers the supervisor alone talks to the API server; workers follow it."""
+    with cluster(tmp_path) as c, isthmus_run(None, *source_args(c, "--workers", "2")) as gw:
+        assert wait_for(lambda: answers(c.port) == "one"), "".join(gw.output)
+        c.routing([0, 100])
+        assert wait_for(lambda: answers(c.port) == "two"), "".join(gw.output)
+        assert all(answers(c.port) == "two" for _ in range(20))  # every worker moved
+    watches = [r for r in c.server.requests if "watch=" in r and "/virtualservices" in r]
+    assert len(watches) == 1, watches  # one watch for the whole process tree
+
+
+def test_a_broken_first_config_waits_for_a_fix(tmp_path: Path) -> None:
+    """A fleet's store may hold a broken config when a replica starts: it says why and waits
+    (a process that exited would restart into the same config)."""
+    with cluster(tmp_path) as c:
+        broken = c.config([100, 0])["VirtualService/app"]
+        broken["spec"]["tcp"][0]["route"][0]["destination"]["port"]["number"] = "x"
+        c.server.apply(broken)
+        with isthmus_run(None, *source_args(c), ready="waiting for a valid config") as gw:
+            assert "VirtualService default/app: spec.tcp[0]" in "".join(gw.output)
+            assert gw.proc.poll() is None
+            c.routing([0, 100])
+            assert wait_for(lambda: answers(c.port) == "two"), "".join(gw.output)

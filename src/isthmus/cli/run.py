@@ -246,16 +246,41 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve_store(args: argparse.Namespace, source: ConfigSource) -> int:
     """A store is read on the serving loop (its connections live there)."""
-    state = await first_state(source, args.quiet)
-    result = build_state(state, identity_from(args), mesh=args.mesh_port is not None)
-    if result.snapshot is None:
-        report_rejected(result)
-        await source.close()
-        return 1
     try:
+        result = await first_good_build(args, source)
         return await start_async(args, source, result)
     finally:
         await source.close()
+
+
+async def first_good_build(args: argparse.Namespace, source: ConfigSource) -> Build:
+    """The first config of a store that validates.  A store shared by a fleet may hold a
+    broken config for a while: say why, and wait for the next change instead of exiting
+    (a pod that exits would only restart into the same config)."""
+    while True:
+        state = await first_state(source, args.quiet)
+        result = build_state(state, identity_from(args), mesh=args.mesh_port is not None)
+        if result.snapshot is not None:
+            return result
+        report_rejected(result)
+        print(
+            f"isthmus: waiting for a valid config from {source.describe()}",
+            file=sys.stderr,
+            flush=True,
+        )
+        await next_change(source)
+
+
+async def next_change(source: ConfigSource) -> None:
+    """Return after the source's next change."""
+    changed = asyncio.Event()
+    stop = asyncio.Event()
+    watcher = asyncio.ensure_future(source.watch(lambda _reason: changed.set(), stop))
+    try:
+        await changed.wait()
+    finally:
+        stop.set()
+        await watcher
 
 
 def start(args: argparse.Namespace, source: ConfigSource, result: Build) -> int:

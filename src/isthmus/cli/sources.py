@@ -65,8 +65,6 @@ def open_source(args: argparse.Namespace) -> ConfigSource:
 def open_kubernetes(args: argparse.Namespace) -> ConfigSource:
     from isthmus.sources.kubernetes import KubeConfigError, KubernetesSource
 
-    if args.workers > 1:
-        raise SystemExit("isthmus: --workers N reads files only; run replicas instead")
     namespaces = [ns for item in args.watch_namespace or [] for ns in item.split(",") if ns]
     try:
         return KubernetesSource.connect(args.kubeconfig, args.namespace, namespaces)
