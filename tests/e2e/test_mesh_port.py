@@ -4,7 +4,6 @@ ExternalName Service and a selector-less Service's Endpoints, as a sidecar would
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -72,7 +71,6 @@ def test_absolute_uri_reaches_the_external_name_target_with_host_kept(mesh: Mesh
     assert seen["headers"]["host"] == host  # type: ignore[index]
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_curl_through_http_proxy(mesh: Mesh) -> None:
     url = f"http://my-httpbin.default.svc.cluster.local:{mesh.http_port}/headers"
     # curl reads only the lower-case http_proxy (it ignores HTTP_PROXY on purpose).
