@@ -432,3 +432,89 @@ spec:
             s.sendall(build_request("/", host="x"))
             assert read_response(s).status == 200
     assert peers == ["gateway-client"]
+
+
+def _https_server(port: int, host: str, leaf: Leaf, name: str) -> str:
+    return f"""  - port: {{number: {port}, name: {name}, protocol: HTTPS}}
+    hosts: ["{host}"]
+    tls: {{mode: SIMPLE, serverCertificate: {leaf.cert_path}, privateKey: {leaf.key_path}}}
+"""
+
+
+def test_https_listener_changes_between_one_and_two_servers_under_load(
+    ca: CertAuthority, tmp_path: Path
+) -> None:
+    """One HTTPS server on a port is served by the loop directly, two by sniffing the SNI:
+    adding and removing the second serves the port anew without refusing anyone."""
+    import threading
+
+    port = free_port()
+    a = ca.issue("direct-a", dns=["a.example.com"])
+    b = ca.issue("direct-b", dns=["b.example.com"])
+    config = tmp_path / "config"
+    config.mkdir()
+
+    def write(servers: str) -> None:
+        (config / "gw.yaml").write_text(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\n"
+            "metadata: {name: gw, namespace: istio-system}\n"
+            "spec:\n  selector: {istio: ingressgateway}\n  servers:\n" + servers
+        )
+
+    one = _https_server(port, "a.example.com", a, "https-a")
+    two = one + _https_server(port, "b.example.com", b, "https-b")
+    with background() as bg:
+        backend = bg.run(start_http_echo(0, "app")).sockets[0].getsockname()[1]
+        (config / "routes.yaml").write_text(
+            virtual_service(
+                "  - route: [{destination: {host: app, port: {number: 80}}}]\n",
+                hosts='["a.example.com", "b.example.com"]',
+            )
+            + http_service("app", [(backend, "v1")])
+        )
+        write(one)
+        failures: list[str] = []
+        done = 0
+        stop = threading.Event()
+
+        def load() -> None:
+            nonlocal done
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    assert https_get(port, "a.example.com", ca)[0] == 200
+                    done += 1
+                except (OSError, AssertionError) as exc:
+                    failures.append(repr(exc))
+
+        with isthmus_run(config, "--reload-quiet-ms", "50"):
+            thread = threading.Thread(target=load, daemon=True)
+            thread.start()
+            try:
+                with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                    https_get(port, "b.example.com", ca)  # no server for b yet
+                write(two)
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    try:
+                        if https_get(port, "b.example.com", ca)[0] == 200:
+                            break
+                    except (ssl.SSLError, OSError):
+                        time.sleep(0.2)
+                assert https_get(port, "b.example.com", ca)[0] == 200
+                write(one)
+                refused = False
+                deadline = time.monotonic() + 20
+                while not refused and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    try:
+                        https_get(port, "b.example.com", ca)
+                    except (ssl.SSLError, OSError):
+                        refused = True
+                assert refused  # b is gone again
+                time.sleep(0.5)
+            finally:
+                stop.set()
+                thread.join(timeout=30)
+        assert failures == [], failures[:3]
+        assert done > 10

@@ -9,6 +9,7 @@ import errno
 import logging
 import random
 import socket
+import ssl
 from dataclasses import dataclass, field
 
 from isthmus.dataplane.balancer import ClusterStates
@@ -24,6 +25,7 @@ from isthmus.dataplane.http_upstream import HttpPool
 from isthmus.dataplane.tcp_proxy import TcpContext, proxy_tcp
 from isthmus.dataplane.telemetry import Telemetry
 from isthmus.dataplane.tls_cache import ContextCache
+from isthmus.dataplane.tls_direct import front_for, serve_https
 from isthmus.dataplane.tls_listener import serve_tls_connection
 from isthmus.snapshot.simulate import select_filter_chain
 from isthmus.snapshot.types import HttpConnectionManager, Listener, Snapshot, TcpProxy
@@ -96,6 +98,8 @@ class _Bound:
     listener_name: str
     sock: socket.socket
     server: asyncio.AbstractServer | None = None
+    front: ssl.SSLContext | None = None
+    """Set when the loop serves the TLS listener directly (``tls_direct``) with this."""
 
 
 @dataclass
@@ -165,10 +169,28 @@ class Gateway:
         self._bound[bound.listener_name] = bound
         served = self.snapshot.listener(bound.listener_name)
         assert served is not None
-        if listener_kind(served) == "http":
+        kind = listener_kind(served)
+        if kind == "http":
             bound.server = await self._serve_http(served, bound.sock)
+        elif kind == "tls" and (front := front_for(self, served)) is not None:
+            bound.front = front
+            bound.server = await serve_https(self, served, bound.sock, front)
         else:
             asyncio.get_running_loop().add_reader(bound.sock.fileno(), self._accept, bound)
+
+    async def _serve_tls_anew(self, listener: Listener) -> None:
+        """A TLS listener whose direct serving changed (it now qualifies or no longer does,
+        or its context changed): served again on the same socket, nothing refused."""
+        bound = self._bound[listener.name]
+        if front_for(self, listener) is bound.front:
+            return
+        if bound.server is not None:
+            bound.server.close()  # closes its duplicate of the socket, not ours
+            bound.server = None
+        else:
+            asyncio.get_running_loop().remove_reader(bound.sock.fileno())
+        bound.front = None
+        await self._activate(bound)
 
     def _deactivate(self, name: str) -> None:
         bound = self._bound.pop(name, None)
@@ -209,6 +231,9 @@ class Gateway:
         for name in rekind:  # same port, another kind of listener: a brief re-bind
             self._deactivate(name)
             await self._activate(_Bound(name, self._listen(new[name])))
+        for name in old.keys() & new.keys() - rekind:
+            if listener_kind(new[name]) == "tls":
+                await self._serve_tls_anew(new[name])
         removed = [name for name in old if name not in new]
         for name in removed:
             self._deactivate(name)

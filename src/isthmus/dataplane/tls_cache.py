@@ -73,15 +73,19 @@ class ContextCache:
             self._digests.clear()
 
     def get_server(
-        self, tls: DownstreamTls, *, alpn: Sequence[str] = ("http/1.1",)
+        self, tls: DownstreamTls, *, alpn: Sequence[str] = ("http/1.1",), owner: str = ""
     ) -> ssl.SSLContext:
-        """The terminating context for ``tls`` as its Secrets and files are now."""
+        """The terminating context for ``tls`` as its Secrets and files are now.
+
+        ``owner`` names a user that changes the context (a listener that sets its
+        ``sni_callback``): it gets a context of its own, shared with no one else."""
         paths = [tls.server_certificate, tls.private_key, tls.ca_certificates, tls.ca_crl]
         if self.istio_ca and not self.istio_ca.lstrip().startswith("-----BEGIN"):
             paths.append(self.istio_ca)
         with self._lock:
             key = (
                 "server",
+                owner,
                 self._settings(tls),
                 self._digest(tls),
                 tuple(alpn),
