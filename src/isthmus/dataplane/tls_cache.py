@@ -62,6 +62,7 @@ class ContextCache:
         self._entries: OrderedDict[Hashable, ssl.SSLContext | TLSConfigError] = OrderedDict()
         self._stats: dict[str, tuple[float, FileStamp]] = {}
         self._digests: dict[int, tuple[object, bytes]] = {}
+        self._fixed: dict[int, tuple[object, tuple[tuple[Any, ...], bytes, tuple[str, ...]]]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -71,6 +72,7 @@ class ContextCache:
             self._entries.clear()
             self._stats.clear()
             self._digests.clear()
+            self._fixed.clear()
 
     def get_server(
         self, tls: DownstreamTls, *, alpn: Sequence[str] = ("http/1.1",), owner: str = ""
@@ -79,18 +81,9 @@ class ContextCache:
 
         ``owner`` names a user that changes the context (a listener that sets its
         ``sni_callback``): it gets a context of its own, shared with no one else."""
-        paths = [tls.server_certificate, tls.private_key, tls.ca_certificates, tls.ca_crl]
-        if self.istio_ca and not self.istio_ca.lstrip().startswith("-----BEGIN"):
-            paths.append(self.istio_ca)
         with self._lock:
-            key = (
-                "server",
-                owner,
-                self._settings(tls),
-                self._digest(tls),
-                tuple(alpn),
-                *self._stamps(paths),
-            )
+            settings, digest, paths = self._server_fixed(tls)
+            key = ("server", owner, settings, digest, tuple(alpn), *self._stamps(paths))
             return self._get(key, lambda: server_context(tls, alpn=alpn, istio_ca=self.istio_ca))
 
     def get_client(
@@ -136,6 +129,21 @@ class ContextCache:
         values = (getattr(tls, f.name) for f in fields(tls) if f.name not in _SECRET_FIELDS)
         return tuple(tuple(v) if isinstance(v, list) else v for v in values)
 
+    def _server_fixed(self, tls: DownstreamTls) -> tuple[tuple[Any, ...], bytes, tuple[str, ...]]:
+        """The part of a server key that a snapshot object fixes (its settings, its Secrets'
+        digest, the files to stamp), worked out once per object: every handshake asks."""
+        found = self._fixed.get(id(tls))
+        if found is not None and found[0] is tls:
+            return found[1]
+        paths = [tls.server_certificate, tls.private_key, tls.ca_certificates, tls.ca_crl]
+        if self.istio_ca and not self.istio_ca.lstrip().startswith("-----BEGIN"):
+            paths.append(self.istio_ca)
+        fixed = (self._settings(tls), self._digest(tls), tuple(p for p in paths if p))
+        if len(self._fixed) >= 4 * self.max_entries:
+            self._fixed.clear()
+        self._fixed[id(tls)] = (tls, fixed)  # holding ``tls`` keeps its id from being reused
+        return fixed
+
     def _digest(self, tls: DownstreamTls) -> bytes:
         """``secrets_digest``, remembered per snapshot object (they are immutable)."""
         if not tls.secrets:
@@ -146,6 +154,7 @@ class ContextCache:
         digest = secrets_digest(tls.secrets)
         if len(self._digests) >= 4 * self.max_entries:
             self._digests.clear()
+            self._fixed.clear()
         self._digests[id(tls)] = (tls, digest)  # holding ``tls`` keeps its id from being reused
         return digest
 
