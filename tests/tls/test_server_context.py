@@ -452,3 +452,23 @@ def test_memfd_refused_falls_back_to_private_files(
     out = handshake(ctx, as_client(pki), "example.com")
     assert out.ok
     out.close()
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_sessions_resume_with_a_cache_that_is_not_rescanned(
+    pki: Pki, version: ssl.TLSVersion
+) -> None:
+    """The session cache evicts by size only (no full scan every 255 handshakes) and still
+    resumes: TLS 1.2 by session ID, TLS 1.3 by its stateful tickets."""
+    ctx = server_context(simple(pki))
+    assert tls_openssl.keep_session_cache_unscanned(ctx)
+    client = as_client(pki, maximum=version)
+    first = handshake(ctx, client, "example.com")
+    assert first.ok
+    first.roundtrip()
+    session = first.client.session if first.client is not None else None
+    first.shutdown()
+    assert session is not None
+    again = handshake(ctx, client, "example.com", session=session)
+    assert again.ok and again.client is not None and again.client.session_reused
+    again.close()

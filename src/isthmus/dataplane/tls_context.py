@@ -21,6 +21,7 @@ from isthmus.dataplane.tls_material import (
     load_key_pair_files,
     read_file,
 )
+from isthmus.dataplane.tls_openssl import keep_session_cache_unscanned
 from isthmus.dataplane.tls_policy import Policy, apply_server_policy, server_policy
 from isthmus.snapshot.types import DownstreamTls, UpstreamTls
 
@@ -89,6 +90,7 @@ def server_context(
         tls.min_protocol_version, tls.max_protocol_version, tuple(tls.cipher_suites)
     )
     apply_server_policy(ctx, ctx.policy)
+    keep_session_cache_unscanned(ctx)
     ca, crl = _load_server_certificates(ctx, tls)
     if mode != "SIMPLE":
         ctx.verify_mode = ssl.CERT_OPTIONAL if mode == "OPTIONAL_MUTUAL" else ssl.CERT_REQUIRED

@@ -79,15 +79,14 @@ async def serve_tls_connection(
         conn.close()  # no filter chain for this SNI: closed without data (NR)
         return
     app = chain.application
-    local = conn.getsockname()
-    tcp_ctx = gateway.tcp_context()
     if chain.auto_passthrough:
         name = cluster_for_sni(sni) if sni else None
         cluster = snapshot.clusters.get(name) if name else None
-        await proxy_to_cluster(conn, peer, cluster, tcp_ctx)
+        await proxy_to_cluster(conn, peer, cluster, gateway.tcp_context())
         return
     if chain.tls is None:
         assert isinstance(app, TcpProxy)
+        local, tcp_ctx = conn.getsockname(), gateway.tcp_context()
         await proxy_tcp(conn, peer, local, listener.gateway_port, app, snapshot, tcp_ctx, sni)
         return
     try:
@@ -124,6 +123,7 @@ async def serve_tls_connection(
     if not _peer_ok(transport):
         transport.abort()
         return
+    local, tcp_ctx = transport.get_extra_info("sockname"), gateway.tcp_context()
     await proxy_tcp_transport(
         transport,
         bytes(parked.early),

@@ -4,6 +4,10 @@
   list, and not X25519, so Mozilla's "X25519:P-256:P-384" needs OpenSSL directly.
 * ``SSL_CTX_set_session_cache_mode(OFF)``: an SNI-switching front context must not resume
   sessions (see ``tls_sni``), and ``ssl`` has no switch for the server session cache.
+* ``SSL_CTX_set_session_cache_mode(SERVER | NO_AUTO_CLEAR)``: OpenSSL 3.0 otherwise scans the
+  whole server session cache for expired sessions every 255 handshakes (up to 20,480
+  sessions, two TLS 1.3 tickets per handshake), a few percent of a handshake's CPU; the
+  cache still evicts its oldest session when full, and never resumes an expired one.
 
 On CPython a ``PySSLContext`` starts with its ``SSL_CTX *`` right after the object header
 (``object.__basicsize__`` bytes, which accounts for debug and free-threaded builds); that has
@@ -25,6 +29,8 @@ import sys
 _SSL_CTRL_SET_SESS_CACHE_MODE = 44
 _SSL_CTRL_SET_GROUPS_LIST = 92
 _SSL_SESS_CACHE_OFF = 0
+_SSL_SESS_CACHE_SERVER = 0x0002
+_SSL_SESS_CACHE_NO_AUTO_CLEAR = 0x0080
 
 
 @functools.lru_cache(maxsize=1)
@@ -85,4 +91,15 @@ def disable_session_cache(ctx: ssl.SSLContext) -> bool:
         return False
     lib, ptr = found
     lib.SSL_CTX_ctrl(ptr, _SSL_CTRL_SET_SESS_CACHE_MODE, _SSL_SESS_CACHE_OFF, None)
+    return True
+
+
+def keep_session_cache_unscanned(ctx: ssl.SSLContext) -> bool:
+    """A server session cache that evicts by size only (no periodic full scan)."""
+    found = _ssl_ctx(ctx)
+    if found is None:
+        return False
+    lib, ptr = found
+    mode = _SSL_SESS_CACHE_SERVER | _SSL_SESS_CACHE_NO_AUTO_CLEAR
+    lib.SSL_CTX_ctrl(ptr, _SSL_CTRL_SET_SESS_CACHE_MODE, mode, None)
     return True
