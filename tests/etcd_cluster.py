@@ -1,7 +1,8 @@
 """A real 3-member etcd cluster on 127.0.0.1 (Debian's ``etcd-server``), for tests.
 
 Members listen on free ports, keep their data under a directory the caller owns, and use
-short raft timings so an election after a kill takes well under a second.  Everything started
+shorter raft timings than etcd's (an election after a kill takes about a second), not so short
+that a busy machine delaying a heartbeat starts needless elections.  Everything started
 here is killed when the context manager exits; every wait has a deadline.
 """
 
@@ -65,9 +66,9 @@ class Member:
             "--initial-cluster-state",
             "new",
             "--heartbeat-interval",
-            "25",
+            "50",
             "--election-timeout",
-            "250",
+            "750",
             "--logger",
             "zap",
             "--log-outputs",

@@ -4,8 +4,11 @@ the result builds, write in one transaction (again if the store moved meanwhile)
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from isthmus.cli.common import identity_from
 from isthmus.cli.sources import etcd_target
@@ -14,10 +17,12 @@ from isthmus.model.resources import parse_documents
 from isthmus.model.yamlload import load_documents
 from isthmus.sources.etcd import EtcdTarget
 from isthmus.sources.etcd_apply import Change, Resource, after, commit, served_resources
-from isthmus.sources.etcd_client import EtcdClient, EtcdError, Listing
+from isthmus.sources.etcd_client import EtcdClient, EtcdError, EtcdUnavailable, Listing
 
 Plan = Callable[[EtcdTarget, list[Resource], Listing], list[Change]]
 ATTEMPTS = 5
+UNAVAILABLE_SECONDS = 10.0
+T = TypeVar("T")
 
 
 def load_resources(paths: list[str]) -> list[Resource] | None:
@@ -44,7 +49,9 @@ async def write(args: argparse.Namespace, plan: Plan) -> int:
         return 1
     client = EtcdClient(target.endpoints)
     try:
-        changes = await plan_and_commit(args, client, target, resources, plan)
+        changes = await through_elections(
+            lambda: plan_and_commit(args, client, target, resources, plan)
+        )
     except EtcdError as exc:
         print(f"isthmus: {target.describe()}: {exc}; nothing written", file=sys.stderr)
         return 1
@@ -61,6 +68,22 @@ async def write(args: argparse.Namespace, plan: Plan) -> int:
         else:
             print(f"{change.resource.display} {change.outcome}")
     return 1 if missing and not args.ignore_not_found else 0
+
+
+async def through_elections(attempt: Callable[[], Awaitable[T]]) -> T:
+    """``attempt()``, again while no member answers, for up to UNAVAILABLE_SECONDS: a leader
+    election after a member fails takes about a second.  Each try starts from a fresh read,
+    so a transaction that landed just before its answer was lost shows up as unchanged."""
+    deadline = time.monotonic() + UNAVAILABLE_SECONDS
+    delay = 0.1
+    while True:
+        try:
+            return await attempt()
+        except EtcdUnavailable:
+            if time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 async def plan_and_commit(
