@@ -52,6 +52,7 @@ def wait_for(predicate: Callable[[], bool]) -> bool:
 class Cluster:
     """The fake API server holding a TCP gateway config, and the backends it routes to."""
 
+    bg: BackgroundLoop
     server: FakeApiServer
     kubeconfig: Path
     port: int
@@ -80,7 +81,11 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             tmp_path / "kubeconfig", f"https://127.0.0.1:{api_port}", server.token, ca.path
         )
         found = Cluster(
-            server, kubeconfig, free_port(), [("v1", one, "127.0.0.1"), ("v2", two, "127.0.0.1")]
+            bg,
+            server,
+            kubeconfig,
+            free_port(),
+            [("v1", one, "127.0.0.1"), ("v2", two, "127.0.0.1")],
         )
         for obj in found.config([100, 0]).values():
             server.apply(obj)
@@ -171,3 +176,12 @@ def test_a_broken_first_config_waits_for_a_fix(tmp_path: Path) -> None:
             assert gw.proc.poll() is None
             c.routing([0, 100])
             assert wait_for(lambda: answers(c.port) == "two"), "".join(gw.output)
+
+
+def test_a_replica_started_while_the_api_is_down_waits_for_it(tmp_path: Path) -> None:
+    with cluster(tmp_path) as c:
+        api_port = c.bg.run(c.server.stop_listening())
+        with isthmus_run(None, *source_args(c), ready="retrying") as gw:
+            assert gw.proc.poll() is None
+            c.bg.run(c.server.restart(api_port))
+            assert wait_for(lambda: answers(c.port) == "one"), "".join(gw.output)

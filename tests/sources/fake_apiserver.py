@@ -53,13 +53,27 @@ class FakeApiServer:
         self._lock = threading.Lock()  # tests change objects from their own thread
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
+        self._tls: ssl.SSLContext | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
 
-    async def start(self, tls: ssl.SSLContext | None = None) -> int:
+    async def start(self, tls: ssl.SSLContext | None = None, port: int = 0) -> int:
         self._loop = asyncio.get_running_loop()
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=tls)
+        self._tls = tls
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port, ssl=tls)
+        bound: int = self._server.sockets[0].getsockname()[1]
+        return bound
+
+    async def stop_listening(self) -> int:
+        """Go away as a crashed API server would; returns the port to restart() on."""
+        assert self._server is not None
         port: int = self._server.sockets[0].getsockname()[1]
+        self._server.close()
+        self.drop_watches()
+        await self._server.wait_closed()
         return port
+
+    async def restart(self, port: int) -> None:
+        await self.start(self._tls, port)
 
     async def close(self) -> None:
         if self._server is not None:
