@@ -14,8 +14,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ import pytest
 from isthmus.cli.main import main
 from isthmus.samples.tcp_echo import start_tcp_echo
 from isthmus.sources.etcd_client import EtcdClient
-from tests.e2e.harness import START_TIMEOUT, BackgroundLoop, _drain, _read_until, free_port
+from tests.e2e.harness import BackgroundLoop, free_port, isthmus_run
 from tests.etcd_cluster import EtcdCluster, etcd_cluster
 
 PREFIX = "/isthmus"
@@ -115,45 +113,9 @@ class Replica:
 @contextlib.contextmanager
 def gateway(source: str, *extra: str) -> Iterator[Replica]:
     admin, metrics = free_port(), free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "isthmus",
-        "run",
-        "--source",
-        source,
-        "--bind",
-        "127.0.0.1",
-        "--drain-seconds",
-        "1",
-        "--admin-port",
-        str(admin),
-        "--status-port",
-        "0",
-        "--metrics-port",
-        str(metrics),
-        "--access-log",
-        "off",
-        *extra,
-    ]
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    replica = Replica(proc, 0, admin, metrics)
-    try:
-        _read_until(proc, "serving on", START_TIMEOUT, replica.output)
-        threading.Thread(target=_drain, args=(proc, replica.output), daemon=True).start()
-        yield replica
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    ports = ("--admin-port", str(admin), "--status-port", "0", "--metrics-port", str(metrics))
+    with isthmus_run(None, "--source", source, *ports, "--access-log", "off", *extra) as running:
+        yield Replica(running.proc, 0, admin, metrics, running.output)
 
 
 def answer(port: int) -> str:
