@@ -300,6 +300,30 @@ def test_watch_events_update_the_config(tmp_path: Path) -> None:
     run(tmp_path, test)
 
 
+def test_pod_churn_the_gateway_does_not_read_changes_nothing(tmp_path: Path) -> None:
+    async def test(server: FakeApiServer, source: KubernetesSource) -> None:
+        await source.current()
+        async with watching(source) as w:
+            churned = pod()
+            churned["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+            churned["status"]["hostIP"] = "10.0.0.2"
+            server.apply(churned)  # a probe and a move: nothing the gateway reads
+            moved = pod()
+            moved["status"]["podIP"] = "127.0.0.2"
+            server.apply(moved)
+            await w.next("Pod default/app-1 modified")
+            assert len([r for r in w.reasons if "Pod default/app-1" in r]) == 1, w.reasons
+        (read,) = [d.value for d in (await source.current()).documents if d.value["kind"] == "Pod"]
+        assert read["status"] == {
+            "phase": "Running",
+            "podIP": "127.0.0.2",
+            "podIPs": [{"ip": "127.0.0.1"}],
+        }
+        assert "spec" not in read  # no named container ports to keep
+
+    run(tmp_path, test)
+
+
 def test_bookmark_moves_the_version_and_410_lists_again(tmp_path: Path) -> None:
     async def test(server: FakeApiServer, source: KubernetesSource) -> None:
         await source.current()

@@ -85,6 +85,30 @@ def clean(obj: JsonObject, collection: Collection) -> JsonObject:
             annotations.pop(LAST_APPLIED, None)
             if not annotations:
                 del meta["annotations"]
+    if collection.kind == "Pod":
+        return _pod_as_read(out)
+    return out
+
+
+def _pod_as_read(pod: JsonObject) -> JsonObject:
+    """Only what the gateway reads of a Pod: labels, IPs, phase and named container ports.
+    Pods change all the time (probes, restarts, conditions); none of that may rebuild the
+    config."""
+    spec = pod.get("spec")
+    spec = spec if isinstance(spec, dict) else {}
+    status = pod.get("status")
+    status = status if isinstance(status, dict) else {}
+    containers = [
+        {"ports": [p for p in c.get("ports") or [] if isinstance(p, dict)]}
+        for c in spec.get("containers") or []
+        if isinstance(c, dict) and c.get("ports")
+    ]
+    kept = {k: status[k] for k in ("podIP", "podIPs", "phase") if k in status}
+    out: JsonObject = {k: pod[k] for k in ("apiVersion", "kind", "metadata") if k in pod}
+    if containers:
+        out["spec"] = {"containers": containers}
+    if kept:
+        out["status"] = kept
     return out
 
 
