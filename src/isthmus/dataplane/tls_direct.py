@@ -27,6 +27,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import time
 from typing import TYPE_CHECKING, cast
 
 from isthmus.dataplane.http_proxy import DownstreamHttp
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("isthmus.tls")
 HANDSHAKE_TIMEOUT = 10.0
+REMEMBER = 1.0
+MAX_REMEMBERED = 1024
 _CHAIN = "isthmus_chain"
 """The attribute of the ``SSLObject`` where the callback leaves the selected chain's name."""
 
@@ -70,18 +73,48 @@ def front_for(gateway: Gateway, listener: Listener) -> ssl.SSLContext | None:
         return None
 
 
+Choice = tuple[str, ssl.SSLContext] | int
+"""A filter chain's name and its context now, or the TLS alert that refuses the handshake."""
+
+
 class _Selector:
-    """The ``sni_callback`` of one listener's front context."""
+    """The ``sni_callback`` of one listener's front context.
+
+    Its choice per server name is remembered for the snapshot it was made on and for at most
+    :data:`REMEMBER` seconds, so a rotated certificate file (the cache looks at files once a
+    second) is picked up within two; a new snapshot (a changed Secret) at once."""
 
     def __init__(self, gateway: Gateway, listener: str, front: ssl.SSLContext) -> None:
         self.gateway = gateway
         self.listener = listener
         self.front = front
         self.settings = handshake_settings(front)
+        self._snapshot: object = None
+        self._until = 0.0
+        self._choices: dict[str | None, Choice] = {}
 
     def __call__(
         self, ssl_object: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext
     ) -> int | None:
+        snapshot = self.gateway.snapshot
+        now = time.monotonic()
+        if snapshot is not self._snapshot or now >= self._until:
+            self._snapshot, self._until = snapshot, now + REMEMBER
+            self._choices.clear()
+        choice = self._choices.get(server_name)
+        if choice is None:
+            choice = self._choose(server_name)
+            if len(self._choices) < MAX_REMEMBERED:  # a client picks the names: bounded
+                self._choices[server_name] = choice
+        if isinstance(choice, int):
+            return choice
+        chain, ctx = choice
+        if ctx is not self.front:
+            ssl_object.context = ctx
+        setattr(ssl_object, _CHAIN, chain)
+        return None
+
+    def _choose(self, server_name: str | None) -> Choice:
         listener = self.gateway.snapshot.listener(self.listener)
         if listener is None:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
@@ -93,12 +126,9 @@ class _Selector:
         except (TLSConfigError, ssl.SSLError, OSError) as exc:
             log.warning("listener %s chain %s: %s", self.listener, chain.name, exc)
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
-        if ctx is not self.front:
-            if handshake_settings(ctx) != self.settings:
-                return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE  # until served anew with it
-            ssl_object.context = ctx
-        setattr(ssl_object, _CHAIN, chain.name)
-        return None
+        if ctx is not self.front and handshake_settings(ctx) != self.settings:
+            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE  # until served anew with it
+        return chain.name, ctx
 
 
 class HttpsDownstream(DownstreamHttp):
