@@ -25,7 +25,6 @@ from isthmus.dataplane import local_reply as lr
 from isthmus.dataplane.http_exchange import RequestBody
 from isthmus.dataplane.http_headers import (
     Headers,
-    apply_ops,
     downstream_response_headers,
     header_value,
 )
@@ -40,15 +39,6 @@ if TYPE_CHECKING:
     from isthmus.dataplane.http_proxy import DownstreamHttp
 
 NO_BODY_STATUSES = frozenset({204, 304})
-
-
-def _retriable_status(policy: RetryPolicy, status: int) -> bool:
-    on = policy.retry_on
-    return (
-        ("5xx" in on and status >= 500)
-        or ("gateway-error" in on and status in (502, 503, 504))
-        or ("retriable-status-codes" in on and status in policy.retriable_status_codes)
-    )
 
 
 def _retriable_reset(policy: RetryPolicy) -> bool:
@@ -309,7 +299,7 @@ class Forward:
         body = self.body
         if (
             self.retries_left > 0
-            and _retriable_status(self.policy, status)
+            and status in self.policy.retry_statuses
             and body.replayable
             and body.done
         ):
@@ -384,7 +374,7 @@ class Forward:
         headers = downstream_response_headers(
             response.headers, upstream_ms=elapsed_ms, upgrade=upgraded
         )
-        headers = apply_ops(apply_ops(headers, action.response_headers), self.dest.response_headers)
+        headers = self.dest.response_headers.apply(action.response_headers.apply(headers))
         origin, cors = self.origin, action.cors
         if cors is not None and origin is not None and cors_origin_allowed(cors, origin):
             headers.extend(cors_response_headers(cors, origin))

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from isthmus.snapshot.types import HeaderOps
-
 Headers = list[tuple[str, str]]
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones Envoy also drops.
@@ -28,24 +26,17 @@ HOP_BY_HOP = frozenset(
 SERVER = "istio-envoy"
 
 
+#: ``Connection`` values that name no other header (the usual ones).
+_PLAIN_CONNECTION = frozenset(("keep-alive", "close", "upgrade", "Keep-Alive", "Close", "Upgrade"))
+
+
 def connection_tokens(headers: Sequence[tuple[str, str]]) -> frozenset[str]:
     """Names listed in ``Connection``: they are hop-by-hop for this message too."""
     tokens: set[str] = set()
     for name, value in headers:
-        if name == "connection":
+        if name == "connection" and value not in _PLAIN_CONNECTION:
             tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
     return frozenset(tokens)
-
-
-def apply_ops(headers: Headers, ops: HeaderOps) -> Headers:
-    """Istio ``headers``: remove, then set (replace), then add (append) — Envoy's order."""
-    if not ops:
-        return headers
-    drop = ops.drop
-    if drop:
-        headers = [h for h in headers if h[0] not in drop]
-    headers.extend(ops.append)
-    return headers
 
 
 #: Request headers never passed upstream as sent: hop-by-hop ones, and the ones the proxy sets

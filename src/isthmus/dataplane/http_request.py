@@ -15,7 +15,6 @@ from isthmus.dataplane.http_forward import Forward, frame, serialize_request
 from isthmus.dataplane.http_headers import (
     Headers,
     add_trace,
-    apply_ops,
     upstream_request_headers,
 )
 from isthmus.dataplane.routing import (
@@ -200,7 +199,7 @@ def _forward(
     )
     if conn.settings.tracing is not None:
         add_trace(headers, conn.settings.tracing, conn.rng.getrandbits(192))
-    headers = apply_ops(apply_ops(headers, action.request_headers), dest.request_headers)
+    headers = dest.request_headers.apply(action.request_headers.apply(headers))
     if head.chunked:
         headers.append(("transfer-encoding", "chunked"))
     elif head.content_length is not None:

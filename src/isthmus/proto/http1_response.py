@@ -29,12 +29,6 @@ _SPECIAL = frozenset(("content-length", "transfer-encoding", "connection"))
 _NO_BODY = frozenset((204, 304))
 
 
-_PER_RESPONSE = (
-    "_error", "_final", "_done", "_upgraded", "_extra", "_keep_alive", "_until_eof", "_in_head",
-    "_interim", "_head_bytes", "_feed_len", "_reason", "_buffer",
-)  # fmt: skip
-
-
 class _Stop(Exception):
     """Raised from a callback when bytes follow the complete response."""
 
@@ -88,11 +82,11 @@ class ResponseParser:
         (a response to HEAD never is: llhttp was only shown its head)."""
         fresh = not self.reusable or self._head_only
         state = self.__dict__
-        for name in _PER_RESPONSE:
-            state.pop(name, None)  # back to the class-level initial values
+        limits, parser = self._limits, self._parser
+        state.clear()  # back to the class-level initial values
+        self._limits = limits
         self._head_only = method == "HEAD"
-        if fresh:
-            self._parser = HttpResponseParser(self)
+        self._parser = HttpResponseParser(self) if fresh else parser
 
     @property
     def done(self) -> bool:

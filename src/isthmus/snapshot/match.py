@@ -219,10 +219,17 @@ class RouteMatch:
             return False
         if self.port is not None and self.port != req.port:
             return False
-        for header in self.headers:
-            if not header.matches(req.headers):
-                return False
-        return all(matcher.matches(req.query.get(key)) for key, matcher in self.query_params)
+        if self.headers:
+            headers = req.headers
+            for header in self.headers:
+                if not header.matches(headers):
+                    return False
+        if self.query_params:
+            query = req.query
+            for key, matcher in self.query_params:
+                if not matcher.matches(query.get(key)):
+                    return False
+        return True
 
     def describe(self) -> str:
         parts: list[str] = []

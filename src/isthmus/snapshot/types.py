@@ -177,6 +177,17 @@ class HeaderOps:
     def __bool__(self) -> bool:
         return not self._empty
 
+    def apply(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Istio ``headers``: remove, then set (replace), then add (append), Envoy's order;
+        returns ``headers`` itself when nothing is dropped."""
+        if self._empty:
+            return headers
+        drop = self._drop
+        if drop:
+            headers = [h for h in headers if h[0] not in drop]
+        headers.extend(self._append)
+        return headers
+
 
 @dataclass(frozen=True, slots=True)
 class WeightedCluster:
@@ -201,6 +212,26 @@ class RetryPolicy:
         "retriable-status-codes",
     )
     retriable_status_codes: tuple[int, ...] = ()
+    _retry_statuses: frozenset[int] = field(
+        default=frozenset(), compare=False, repr=False, init=False
+    )
+
+    def __post_init__(self) -> None:
+        on = self.retry_on
+        statuses: set[int] = set()
+        if "5xx" in on:
+            statuses.update(range(500, 600))
+        if "gateway-error" in on:
+            statuses.update((502, 503, 504))
+        if "retriable-status-codes" in on:
+            statuses.update(self.retriable_status_codes)
+        object.__setattr__(self, "_retry_statuses", frozenset(statuses))
+
+    @property
+    def retry_statuses(self) -> frozenset[int]:
+        """Response statuses that start another attempt (``5xx``, ``gateway-error``,
+        ``retriable-status-codes``)."""
+        return self._retry_statuses
 
 
 @dataclass(frozen=True, slots=True)
