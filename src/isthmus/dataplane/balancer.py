@@ -258,6 +258,8 @@ class ClusterState:
         if not hosts:
             return None
         detector = self.detector
+        if len(hosts) == 1 and detector is None:  # nothing to choose from (every policy)
+            return None if hosts[0].key in exclude else hosts[0]
         if detector is not None and not self._ejections_apply(detector):
             detector = None
         usable: Usable = None

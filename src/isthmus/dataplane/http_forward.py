@@ -72,40 +72,26 @@ class Forward:
     is lost first: then :meth:`abort` undoes what is held).
     """
 
-    __slots__ = (
-        "_writable",
-        "action",
-        "attempt",
-        "body",
-        "bytes_out",
-        "chunked_out",
-        "client_ip",
-        "cluster",
-        "committed",
-        "conn",
-        "connecting",
-        "deadline",
-        "dest",
-        "finished",
-        "has_body",
-        "head",
-        "headers",
-        "keep",
-        "last_failure",
-        "origin",
-        "out",
-        "policy",
-        "response",
-        "retries_left",
-        "reused",
-        "sender",
-        "sent_at",
-        "stale_retry",
-        "target",
-        "tried",
-        "upgraded",
-        "upstream",
-    )
+    # Per-attempt and rarely changed state starts as these class attributes: a request sets
+    # only what differs (a dozen stores instead of thirty).
+    attempt = 0
+    last_failure: lr.LocalReply | None = None
+    stale_retry = True
+    upstream: UpstreamHttp | None = None
+    reused = False
+    connecting: asyncio.Task[None] | None = None
+    sender: asyncio.Task[None] | None = None
+    sent_at = 0.0
+    response: ResponseHead | None = None
+    committed = False
+    chunked_out = False
+    has_body = True
+    keep = False
+    upgraded = False
+    out: list[bytes] | None = None
+    bytes_out = 0
+    finished = False
+    _writable: asyncio.Event | None = None
 
     def __init__(
         self,
@@ -130,28 +116,10 @@ class Forward:
         self.headers = headers
         self.client_ip = client_ip
         self.origin = origin
-        self.policy = action.retries
-        self.retries_left = self.policy.attempts
+        self.policy = policy = action.retries
+        self.retries_left = policy.attempts
         self.tried: set[str] = set()
         self.deadline = time.monotonic() + action.timeout if action.timeout else None
-        self.attempt = 0
-        self.last_failure: lr.LocalReply | None = None
-        self.stale_retry = True
-        self.upstream: UpstreamHttp | None = None
-        self.reused = False
-        self.connecting: asyncio.Task[None] | None = None
-        self.sender: asyncio.Task[None] | None = None
-        self.sent_at = 0.0
-        self.response: ResponseHead | None = None
-        self.committed = False
-        self.chunked_out = False
-        self.has_body = True
-        self.keep = False
-        self.upgraded = False
-        self.out: list[bytes] | None = None
-        self.bytes_out = 0
-        self.finished = False
-        self._writable: asyncio.Event | None = None
 
     # --- attempts -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -207,12 +175,10 @@ class Forward:
         body = self.body
         key = upstream.endpoint.key
         self.tried.add(key)
-        conn.note_upstream(self.cluster.name, key)
+        conn.last_cluster = self.cluster.name
+        conn.last_upstream = key
         self.upstream = upstream
         self.reused = reused
-        self.response = None
-        self.committed = self.upgraded = False
-        self.out = None
         upstream.start(self, head.method)
         conn.upstream = upstream
         now = time.monotonic()

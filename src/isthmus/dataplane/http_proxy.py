@@ -26,6 +26,7 @@ from isthmus.dataplane.relay import relay_transports
 from isthmus.dataplane.telemetry import Telemetry
 from isthmus.obs.accesslog import HttpEntry
 from isthmus.proto.http1 import (
+    END_OF_MESSAGE,
     Body,
     EndOfMessage,
     Limits,
@@ -109,6 +110,7 @@ class DownstreamHttp(asyncio.Protocol):
         self.pool = ctx.pool
         self.settings = ctx.settings
         self.rng = ctx.rng
+        self.telemetry = ctx.telemetry
         self.listener = listener
         self.chain = chain
         self.scheme = scheme
@@ -139,8 +141,9 @@ class DownstreamHttp(asyncio.Protocol):
         self.last_route: Route | None = None
         self.pending_error: ProtocolError | None = None
         self.peer_address = self.local_address = ""
-        self._snapshot: Snapshot | None = None
-        self._hcm: HttpConnectionManager | None = None
+        self.hcm_snapshot: Snapshot | None = None
+        self.hcm: HttpConnectionManager | None = None
+        """The route table of ``hcm_snapshot`` (read once per snapshot)."""
         # the request in flight, for metrics and the access log
         self.head: RequestHead | None = None
         self.started_at = 0.0
@@ -155,13 +158,13 @@ class DownstreamHttp(asyncio.Protocol):
         return self.ctx.draining or self.listener in self.ctx.draining_listeners
 
     def route_table(self, snapshot: Snapshot) -> HttpConnectionManager | None:
-        if snapshot is self._snapshot:
-            return self._hcm
+        if snapshot is self.hcm_snapshot:
+            return self.hcm
         if self.mesh is not None:
             hcm = HttpConnectionManager(snapshot.mesh.route_config) if snapshot.mesh else None
         else:
             hcm = route_table_of(snapshot, self.listener, self.chain)
-        self._snapshot, self._hcm = snapshot, hcm
+        self.hcm_snapshot, self.hcm = snapshot, hcm
         return hcm
 
     # connection lifecycle ---------------------------------------------------------------------
@@ -311,6 +314,8 @@ class DownstreamHttp(asyncio.Protocol):
 
     def _dispatch(self, event: object) -> None:
         if self.busy:
+            if event is END_OF_MESSAGE and self.body.done:
+                return  # the end of the request in flight
             body = self.body
             if not body.done:
                 if isinstance(event, Body):
@@ -328,7 +333,7 @@ class DownstreamHttp(asyncio.Protocol):
             self.backlog.append(event)  # pipelined: answered in order
             self.pause_reading()
             return
-        if isinstance(event, RequestHead):
+        if type(event) is RequestHead:
             self._start(event)
         elif isinstance(event, Upgrade):
             self._upgrade_requested(event)
@@ -357,7 +362,7 @@ class DownstreamHttp(asyncio.Protocol):
         self.waiting = _NOTHING
         self.head = head
         self.started_at = time.monotonic()
-        if self.ctx.telemetry.log is not None:
+        if self.telemetry.log is not None:
             self.started_wall = time.time()
         self.bytes_sent = 0
         self.last_cluster = self.last_upstream = ""
@@ -394,7 +399,7 @@ class DownstreamHttp(asyncio.Protocol):
 
     def _record(self) -> None:
         """Metrics and the access log for the request that just ended."""
-        telemetry = self.ctx.telemetry
+        telemetry = self.telemetry
         head = self.head
         if head is None or (telemetry.metrics is None and telemetry.log is None):
             return

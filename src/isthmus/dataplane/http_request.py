@@ -88,7 +88,7 @@ def handle_request(conn: DownstreamHttp, head: RequestHead, body: RequestBody) -
     """Route the request and answer it, or start what will: ``None`` means a forward (or a
     Task) is under way and will call ``conn.finish`` itself."""
     snapshot = conn.gateway.snapshot  # read once, at the request's headers
-    hcm = conn.route_table(snapshot)
+    hcm = conn.hcm if snapshot is conn.hcm_snapshot else conn.route_table(snapshot)
     if head.method == "CONNECT":
         if conn.mesh is None:
             return _reply(conn, lr.CONNECT_REFUSED, head)
@@ -111,8 +111,10 @@ def handle_request(conn: DownstreamHttp, head: RequestHead, body: RequestBody) -
     route = vhost.select(view)
     if route is None:
         return _reply(conn, lr.NO_ROUTE, head)
-    conn.note_route(route)
+    conn.last_route = route
     action = route.action
+    if isinstance(action, ForwardAction) and action.cors is None and action.fault is None:
+        return _forward(conn, snapshot, head, body, route, action, authority, None)
     if isinstance(action, RedirectAction):
         location = redirect_location(
             action, conn.scheme, authority, head.path, head.query, conn.gateway_port
@@ -177,49 +179,59 @@ def _forward(
     authority: str,
     origin: str | None,
 ) -> Outcome | None:
-    dest = pick_weighted(action.clusters, conn.rng)
+    clusters = action.clusters
+    dest = clusters[0] if len(clusters) == 1 else pick_weighted(clusters, conn.rng)
     cluster = snapshot.clusters.get(dest.cluster)
     if cluster is None:
         return _reply(conn, lr.NO_CLUSTER, head)
     path = head.path
-    if action.rewrite is not None:
-        path = rewrite_path(action.rewrite, route.match, path)
-        if action.rewrite.authority:
-            authority = action.rewrite.authority
-    target = f"{path}?{head.query}" if head.query else path
-    upgrade = head.upgrade if head.upgrade and head.upgrade.lower() != "h2c" else None
+    rewrite = action.rewrite
+    if rewrite is not None:
+        path = rewrite_path(rewrite, route.match, path)
+        if rewrite.authority:
+            authority = rewrite.authority
+    query = head.query
+    target = f"{path}?{query}" if query else path
+    upgrade = head.upgrade
+    if upgrade is not None and upgrade == "h2c":  # the parser lower-cased it
+        upgrade = None
+    settings = conn.settings
     headers, client_ip = upstream_request_headers(
         head.headers,
         peer_ip=conn.peer_ip,
         scheme=conn.scheme,
         request_id=request_id(conn.rng.getrandbits(128)),
-        trusted_hops=conn.settings.trusted_hops,
+        trusted_hops=settings.trusted_hops,
         upgrade=upgrade,
         authority=authority,
     )
-    if conn.settings.tracing is not None:
-        add_trace(headers, conn.settings.tracing, conn.rng.getrandbits(192))
+    if settings.tracing is not None:
+        add_trace(headers, settings.tracing, conn.rng.getrandbits(192))
     headers = dest.request_headers.apply(action.request_headers.apply(headers))
     if head.chunked:
         headers.append(("transfer-encoding", "chunked"))
     elif head.content_length is not None:
         headers.append(("content-length", str(head.content_length)))
-    for mirror in action.mirrors:
-        if chance(mirror.percent, conn.rng):
-            conn.spawn(
-                _mirror(conn, snapshot, mirror.cluster, head, body, target, headers, authority)
-            )
+    if action.mirrors:
+        for mirror in action.mirrors:
+            if chance(mirror.percent, conn.rng):
+                conn.spawn(
+                    _mirror(conn, snapshot, mirror.cluster, head, body, target, headers, authority)
+                )
     forward = Forward(conn, head, body, cluster, dest, action, target, headers, client_ip, origin)
     conn.forward = forward
     forward.start()
     return None
 
 
+_UUID_KEEP = ~(0xF << 76) & ~(0x3 << 62)
+_UUID_V4 = (0x4 << 76) | (0x2 << 62)  # version 4, RFC 4122 variant
+
+
 def request_id(bits: int) -> str:
     """A version-4 UUID from the connection's PRNG (``uuid.uuid4()`` reads the OS's entropy
     per call: an x-request-id needs uniqueness, not secrecy)."""
-    bits = (bits & ~(0xF << 76) | (0x4 << 76)) & ~(0x3 << 62) | (0x2 << 62)
-    h = f"{bits:032x}"
+    h = (bits & _UUID_KEEP | _UUID_V4).to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

@@ -30,7 +30,6 @@ from isthmus.dataplane.upstream import (
 )
 from isthmus.proto.http1 import (
     Body,
-    EndOfMessage,
     ProtocolError,
     ResponseHead,
     ResponseParser,
@@ -89,8 +88,7 @@ class UpstreamHttp(asyncio.Protocol):
         self.received_any = False
 
     def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
+        self.transport.write(data)  # type: ignore[union-attr]  # connected before any use
 
     def close(self) -> None:
         if self.transport is not None:
@@ -133,11 +131,13 @@ class UpstreamHttp(asyncio.Protocol):
                 exchange.on_response_body(event.data)  # type: ignore[attr-defined]
             elif kind is ResponseHead:
                 exchange.on_response_head(event)  # type: ignore[arg-type]
-            elif isinstance(event, EndOfMessage):
+            else:  # the end: EndOfMessage, or Upgrade after a 101
                 self.exchange = None
-                if isinstance(event, Upgrade):  # after a 101 the bytes belong to a relay
+                rest = b""
+                if isinstance(event, Upgrade):  # what follows belongs to a relay
                     self.pause_reading()
-                exchange.on_response_end(getattr(event, "rest", b""))
+                    rest = event.rest
+                exchange.on_response_end(rest)
                 return
             if self.exchange is not exchange:
                 return
@@ -312,7 +312,12 @@ class HttpPool:
             conn.close()
             return
         conn.idle_since = time.monotonic()
-        self._idle.setdefault((cluster.name, conn.endpoint.key), []).append(conn)
+        key = (cluster.name, conn.endpoint.key)
+        idle = self._idle.get(key)
+        if idle is None:
+            self._idle[key] = [conn]
+        else:
+            idle.append(conn)
 
     def retain(self, clusters: Collection[str]) -> None:
         """Close idle connections of clusters no longer in the snapshot."""
