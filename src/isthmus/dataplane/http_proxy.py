@@ -24,7 +24,6 @@ from isthmus.dataplane.http_request import Outcome, handle_request, route_table_
 from isthmus.dataplane.http_upstream import HttpPool, UpstreamHttp
 from isthmus.dataplane.relay import relay_transports
 from isthmus.dataplane.telemetry import Telemetry
-from isthmus.obs.accesslog import HttpEntry
 from isthmus.proto.http1 import (
     END_OF_MESSAGE,
     Body,
@@ -426,8 +425,9 @@ class DownstreamHttp(asyncio.Protocol):
                     agent = value
                 elif name == "x-request-id":
                     request_id = value
-            telemetry.log.http(
-                HttpEntry(
+            route = self.last_route
+            telemetry.log.http_fields(
+                (
                     self.started_wall,
                     head.method,
                     head.target,
@@ -440,12 +440,18 @@ class DownstreamHttp(asyncio.Protocol):
                     head.host,
                     self.local_address,
                     self.peer_address,
-                    upstream_host=self.last_upstream or None,
-                    upstream_cluster=self.last_cluster or None,
-                    route_name=self.last_route.name if self.last_route is not None else None,
-                    x_forwarded_for=xff,
-                    user_agent=agent,
-                    request_id=request_id,
+                    self.last_upstream or None,
+                    self.last_cluster or None,
+                    None,  # upstream local address
+                    None,  # upstream service time
+                    route.name if route is not None else None,
+                    xff,
+                    agent,
+                    request_id,
+                    None,  # requested server name
+                    None,  # response code details
+                    None,  # connection termination details
+                    None,  # upstream transport failure reason
                 )
             )
         self.head = None
