@@ -35,7 +35,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -102,11 +102,14 @@ TARGETS: tuple[TargetKind, ...] = (
     TargetKind("isthmus", "isthmus"),
     TargetKind("nginx", "nginx"),
     TargetKind("haproxy", "HAProxy"),
+    TargetKind("isthmus-off", "isthmus, no metrics/log"),
     TargetKind("isthmus-bare", "isthmus, 1 rule"),
 )
 PROXIES = tuple(t.key for t in TARGETS if t.key != "direct")
-DEFAULT_TARGETS = ("direct", "isthmus", "nginx", "haproxy")
-"""``isthmus-bare`` (one catch-all rule, no header rewriting) is opt-in: ``--targets``."""
+DEFAULT_TARGETS = ("direct", "isthmus", "nginx", "haproxy", "isthmus-off")
+"""``isthmus-off`` is isthmus with metrics and the access log off (issue #7 asks for the
+difference); ``isthmus-bare`` (one catch-all rule, no header rewriting) is opt-in:
+``--targets``."""
 
 
 @dataclass
@@ -748,7 +751,11 @@ class Bench:
                 argv += ["--quiet", "--drain-seconds", "0"]
                 env = self.tools.isthmus_env
                 if self.tools.isthmus_obs:
-                    if bare:
+                    # no admin/status ports: nothing else on the machine can collide with them
+                    argv += ["--admin-port", "0", "--status-port", "0"]
+                    if key == "isthmus-off":
+                        argv += ["--access-log", "off", "--metrics-port", "0"]
+                    elif bare:
                         argv += ["--access-log", "off"]
                     else:
                         self.metrics_port = next(metrics_ports)
@@ -775,7 +782,7 @@ class Bench:
             problems = []
             if status != 200 or body != BODY.encode():
                 problems.append(f"status {status}, body {body[:80]!r}")
-            if key == "isthmus":
+            if key in ("isthmus", "isthmus-off"):
                 if headers.get("x-seen-route") != "hit":
                     problems.append("request header x-bench-route was not set")
                 if "x-seen-debug" in headers:
@@ -1057,6 +1064,15 @@ def render(
         "- **HAProxy**: `mode http`, `nbthread 1`, `http-reuse always`, no logging.",
         *(
             [
+                "- **isthmus, no metrics/log**: the same isthmus with `--access-log off "
+                "--metrics-port 0` (and, like the other isthmus, `--admin-port 0 --status-port 0`"
+                "): no metrics are counted and no access log is written."
+            ]
+            if "isthmus-off" in cfg.targets
+            else []
+        ),
+        *(
+            [
                 "- **isthmus, 1 rule**: the same, but the bench host has one catch-all rule, no "
                 "header rewriting"
                 + (", access log off" if tools.isthmus_obs else "")
@@ -1119,6 +1135,8 @@ def render(
         if verdicts:
             lines += ["", "isthmus: " + "; ".join(verdicts) + "."]
 
+    if "isthmus" in cfg.targets and "isthmus-off" in cfg.targets and tools.isthmus_obs:
+        lines += obs_cost(cfg, med, ok)
     foreign = [s.foreign for s in samples]
     failed = [s for s in samples if s.errors]
     lines += [
@@ -1171,6 +1189,48 @@ def render(
             lines.append(f"| {wl.key} | {_target_label(t)} | " + " | ".join(vals) + " |")
     lines += ["", "</details>", ""]
     return "\n".join(lines)
+
+
+def _cpu_per_request(samples: list[Sample]) -> float | None:
+    per = [s.proxy_cpu * 1e6 / s.requests for s in samples if s.proxy_cpu and s.requests]
+    return statistics.median(per) if per else None
+
+
+def obs_cost(
+    cfg: Config,
+    med: Callable[[str, str, str], float | None],
+    ok: Callable[[str, str], list[Sample]],
+) -> list[str]:
+    """Issue #7: req/s with metrics and the access log on against off, per workload."""
+    lines = [
+        "",
+        "### Cost of metrics and access log",
+        "",
+        "isthmus with its metrics counted and its access log written (**isthmus**, as in the "
+        "tables above) against the same isthmus with both off (**isthmus, no metrics/log**), "
+        "measured side by side in every round. The difference is of the medians of req/s, "
+        "`(off − on) / off`; the issue's target is under 15%. CPU per request is the steadier "
+        "figure on a shared machine.",
+        "",
+        "| workload | req/s on | req/s off | difference | CPU per request on | off | "
+        "CPU difference | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for wl in cfg.workloads:
+        on, off = med("isthmus", wl.key, "rps"), med("isthmus-off", wl.key, "rps")
+        if not on or not off:
+            continue
+        diff = (off - on) / off
+        cpu_on = _cpu_per_request(ok("isthmus", wl.key))
+        cpu_off = _cpu_per_request(ok("isthmus-off", wl.key))
+        cpu = [f"{c:.1f} µs" if c is not None else "—" for c in (cpu_on, cpu_off)]
+        cpu_diff = f"{(cpu_on - cpu_off) / cpu_on:+.0%}" if cpu_on and cpu_off else "—"
+        met = "met" if diff < 0.15 else "**missed**"
+        lines.append(
+            f"| {wl.label} | {_fmt_rps(on)} | {_fmt_rps(off)} | {diff:.1%} | {cpu[0]} | "
+            f"{cpu[1]} | {cpu_diff} | < 15%: {met} |"
+        )
+    return lines
 
 
 BENCH_HEADER = """\

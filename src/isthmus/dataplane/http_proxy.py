@@ -393,7 +393,7 @@ class DownstreamHttp(asyncio.Protocol):
             self.transport.close()
             return
         self._wait(_IDLE, time.monotonic() + self.settings.idle_timeout)
-        if not self.dispatching:
+        if not self.dispatching and (self.backlog or self.reading_paused):
             self._drain()
 
     def _record(self) -> None:

@@ -304,9 +304,10 @@ class HttpPool:
         """The exchange is over: give the connection back, or close it."""
         conn.state.release(conn.endpoint)
         conn.exchange = None
-        freed = self._freed.get(cluster.name)
-        if freed is not None:
-            freed.set()
+        if self._freed:  # requests waiting at maxConnections
+            freed = self._freed.get(cluster.name)
+            if freed is not None:
+                freed.set()
         limit = cluster.connection_pool.max_requests_per_connection
         if not reusable or conn.closed or (limit is not None and conn.requests >= limit):
             conn.close()

@@ -1,0 +1,261 @@
+# ruff: noqa: E402  (the path fix below must precede the imports)
+"""The Python an HTTP request costs isthmus, measured in-process without sockets.
+
+    .venv/bin/python bench/http_path.py              # metrics + access log on vs off
+    .venv/bin/python bench/http_path.py --split      # request side vs response side
+    .venv/bin/python bench/http_path.py --profile    # cProfile of the path (off)
+    .venv/bin/python bench/http_path.py --gc         # garbage collections per 1000 requests
+
+The gateway is built from bench/http.py's config (eleven rules, header rewriting) and driven
+through fake transports: ``data_received`` of the request on a client connection, the request
+written to a pooled upstream connection, ``data_received`` of the origin's response there,
+the response written to the client.  What it measures is the request path's own Python: no
+system calls, no event loop iteration, warm caches (a real process pays more per request;
+``bench/http.py`` measures that).  CPU time (``time.process_time``, the access log's writer
+thread included), best of ``--rounds`` rounds; the two configurations alternate in one
+process, so load from elsewhere on the machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if sys.path and Path(sys.path[0]).resolve() == HERE:
+    del sys.path[0]  # bench/http.py is not the standard library's http
+
+import argparse
+import asyncio
+import collections
+import gc
+import importlib.util
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import uvloop
+
+from isthmus.control.build import build
+from isthmus.dataplane.balancer import ClusterStates
+from isthmus.dataplane.http_proxy import DownstreamHttp, HttpContext, HttpSettings
+from isthmus.dataplane.http_upstream import HttpPool, UpstreamHttp
+from isthmus.dataplane.telemetry import Telemetry
+from isthmus.obs.accesslog import AccessLog
+from isthmus.obs.metrics import Metrics
+from isthmus.snapshot.types import Snapshot
+from isthmus.translate.identity import GatewayIdentity
+
+REQUEST = b"GET /catalog/item/42 HTTP/1.1\r\nHost: bench.example.com\r\n\r\n"
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 22 Nov 2026 01:00:00 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 3\r\nConnection: keep-alive\r\n"
+    b"X-Seen-Route: hit\r\n\r\nok\n"
+)  # what bench/http.py's nginx origin answers
+
+
+def bench_snapshot() -> Snapshot:
+    spec = importlib.util.spec_from_file_location("bench_http", HERE / "http.py")
+    assert spec is not None and spec.loader is not None
+    sys.path.append(str(HERE))  # bench/http.py imports its sibling tcp.py
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_http"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    directory = Path(tempfile.mkdtemp(prefix="isthmus-http-path-"))
+    (directory / "bench.yaml").write_text(module.isthmus_config(8080, 9999))
+    snapshot = build([str(directory)], GatewayIdentity()).snapshot
+    assert snapshot is not None
+    return snapshot
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out.append(bytes(data))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080)}.get(
+            name, default
+        )
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+class Gateway:
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+
+class Path_:
+    """One client connection and one pooled upstream connection of a gateway."""
+
+    def __init__(self, snapshot: Snapshot, telemetry: bool) -> None:
+        self.log = AccessLog("text", open("/dev/null", "w")) if telemetry else None  # noqa: SIM115
+        metrics = Metrics() if telemetry else None
+        if metrics is not None:
+            metrics.set_snapshot(snapshot)
+        states = ClusterStates()
+        pool = HttpPool(states)
+        telemetry_ = Telemetry(metrics, self.log)
+        ctx = HttpContext(Gateway(snapshot), pool, HttpSettings(), telemetry=telemetry_)
+        listener = snapshot.listeners[0]
+        chain = listener.filter_chains[0].name
+        self.client = DownstreamHttp(ctx, listener.name, chain, "http", listener.gateway_port)
+        self.client_transport = FakeTransport()
+        self.client.connection_made(self.client_transport)
+        cluster = snapshot.clusters["outbound|80||catalog.default.svc.cluster.local"]
+        state = states.get(cluster)
+        (endpoint,) = state.endpoints
+        self.upstream = UpstreamHttp(cluster.name, endpoint, state)
+        self.upstream_transport = FakeTransport()
+        self.upstream.connection_made(self.upstream_transport)
+        state.acquire(endpoint)
+        pool.release(cluster, self.upstream, True)
+
+    def request_side(self) -> None:
+        self.client.data_received(REQUEST)
+        if not self.upstream_transport.out:
+            raise SystemExit("the request did not reach the pooled upstream connection")
+        self.upstream_transport.out.clear()
+
+    def response_side(self) -> None:
+        self.upstream.data_received(RESPONSE)
+
+    def one(self) -> None:
+        self.request_side()
+        self.response_side()
+
+    def check(self) -> None:
+        for _ in range(1000):
+            self.one()
+        reply = self.client_transport.out[-1]
+        if not reply.startswith(b"HTTP/1.1 200 OK\r\n") or not reply.endswith(b"\r\n\r\nok\n"):
+            raise SystemExit(f"unexpected response: {reply!r}")
+        self.client_transport.out.clear()
+
+    def settle(self) -> None:
+        if self.log is not None:
+            self.log.flush()
+        self.client_transport.out.clear()
+
+
+def timed(fn: Callable[[], None], n: int) -> float:
+    start = time.process_time()
+    for _ in range(n):
+        fn()
+    return time.process_time() - start
+
+
+def on_off(snapshot: Snapshot, n: int, rounds: int) -> None:
+    paths = {"on": Path_(snapshot, True), "off": Path_(snapshot, False)}
+    best = dict.fromkeys(paths, float("inf"))
+    for path in paths.values():
+        path.check()
+    for _ in range(rounds):
+        for name, path in paths.items():
+            start = time.process_time()
+            timed(path.one, n)
+            path.settle()
+            best[name] = min(best[name], (time.process_time() - start) / n * 1e6)
+    print(
+        f"metrics and access log on: {best['on']:.2f} us/request, off: {best['off']:.2f} us/"
+        f"request (best of {rounds} x {n}); on - off = {best['on'] - best['off']:.2f} us"
+    )
+
+
+def split(snapshot: Snapshot, n: int, rounds: int) -> None:
+    path = Path_(snapshot, False)
+    path.check()
+    best = [float("inf")] * 2
+    for _ in range(rounds):
+        sides = [0.0, 0.0]
+        for _ in range(n):
+            t0 = time.perf_counter()
+            path.request_side()
+            t1 = time.perf_counter()
+            path.response_side()
+            sides[0] += t1 - t0
+            sides[1] += time.perf_counter() - t1
+        path.settle()
+        best = [min(b, s / n * 1e6) for b, s in zip(best, sides, strict=True)]
+    print(
+        f"request side (parse, route, headers, pooled write): {best[0]:.2f} us; "
+        f"response side (parse, headers, write, finish): {best[1]:.2f} us (off, best of {rounds})"
+    )
+
+
+def profile(snapshot: Snapshot, n: int) -> None:
+    import cProfile
+    import pstats
+
+    path = Path_(snapshot, False)
+    path.check()
+    profiler = cProfile.Profile()
+    profiler.runcall(timed, path.one, n)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+
+
+def collections_per_request(snapshot: Snapshot, n: int) -> None:
+    for telemetry in (False, True):
+        path = Path_(snapshot, telemetry)
+        path.check()
+        counts: collections.Counter[str] = collections.Counter()
+
+        def count(
+            phase: str, info: dict[str, int], counts: collections.Counter[str] = counts
+        ) -> None:
+            if phase == "stop":
+                counts[f"gen{info['generation']}"] += 1
+                counts["collected"] += info["collected"]
+
+        gc.callbacks.append(count)
+        timed(path.one, n)
+        path.settle()
+        gc.callbacks.remove(count)
+        per = {k: round(v * 1000 / n, 2) for k, v in sorted(counts.items())}
+        print(f"telemetry {'on' if telemetry else 'off'}: per 1000 requests {per or 'nothing'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="per round (default 2000)")
+    parser.add_argument("--rounds", type=int, default=20, help="best of (default 20)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--split", action="store_true")
+    mode.add_argument("--profile", action="store_true")
+    mode.add_argument("--gc", action="store_true")
+    args = parser.parse_args()
+    snapshot = bench_snapshot()
+
+    async def run() -> None:  # the data plane expects a running loop
+        if args.split:
+            split(snapshot, args.requests, args.rounds)
+        elif args.profile:
+            profile(snapshot, args.requests * 10)
+        elif args.gc:
+            collections_per_request(snapshot, args.requests * 10)
+        else:
+            on_off(snapshot, args.requests, args.rounds)
+
+    uvloop.run(run())
+
+
+if __name__ == "__main__":
+    main()
