@@ -51,11 +51,8 @@ def _retriable_connect(policy: RetryPolicy) -> bool:
     return "connect-failure" in on or "5xx" in on or "gateway-error" in on
 
 
-_field = "%s: %s\r\n".__mod__
-
-
 def serialize_request(method: str, target: str, headers: Headers, attempt: int) -> bytes:
-    fields = "".join(map(_field, headers))
+    fields = "".join([f"{n}: {v}\r\n" for n, v in headers])  # the fastest way measured
     return (
         f"{method} {target} HTTP/1.1\r\n{fields}x-envoy-attempt-count: {attempt}\r\n\r\n"
     ).encode("latin-1")
@@ -364,7 +361,7 @@ class Forward:
         if not keep and not upgraded:
             headers.append(("connection", "close"))
         reason = lr.REASONS.get(status) or response.reason or "Unknown"
-        fields = "".join(map(_field, headers))
+        fields = "".join([f"{n}: {v}\r\n" for n, v in headers])
         head_bytes = f"HTTP/1.1 {status} {reason}\r\n{fields}\r\n".encode("latin-1")
         conn.note_response(status, "")
         self.committed = True
