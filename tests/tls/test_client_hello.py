@@ -17,6 +17,7 @@ from isthmus.proto.tls_hello import (
     ClientHelloError,
     NotTLS,
     TLSParseError,
+    client_hello_sni,
     parse_client_hello,
 )
 
@@ -288,3 +289,57 @@ def test_mutated_hellos_never_escape_the_error_types() -> None:
                 data[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
         with contextlib.suppress(ClientHelloError):
             parse_client_hello(bytes(data))
+
+
+# --- the SNI-only scan -----------------------------------------------------------------------
+
+
+def test_sni_scan_agrees_with_the_full_parse() -> None:
+    """Same answers on real, fragmented, SNI-less and prefix inputs; on mutated hellos it
+    answers whenever the full parse does, with the same name, and never escapes our errors."""
+    seeds = [
+        real_hello(alpn=["h2", "http/1.1"]),
+        real_hello(sni=None),
+        real_hello(maximum=ssl.TLSVersion.TLSv1_2),
+        refragment(real_hello(), 40),
+        build_hello(sni=b"Mixed.Case.Example"),
+    ]
+    for data in seeds:
+        hello = parse_client_hello(data)
+        assert hello is not None
+        assert client_hello_sni(data) == (hello.sni,)
+        for cut in (0, 1, 5, 9, len(data) // 2, len(data) - 1):
+            assert client_hello_sni(data[:cut]) is None
+    rng = random.Random(4321)
+    for _ in range(3000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 3)):
+            pos = rng.randrange(len(data))
+            data[pos] = rng.randrange(256)
+        try:
+            full: ClientHello | str | None = parse_client_hello(bytes(data))
+        except ClientHelloError:
+            full = "error"
+        try:
+            scan = client_hello_sni(bytes(data))
+        except ClientHelloError:
+            assert full == "error"
+            continue
+        if full is None:
+            assert scan is None
+        elif isinstance(full, ClientHello):
+            assert scan == (full.sni,)
+
+
+def test_sni_scan_refuses_what_the_full_parse_refuses() -> None:
+    with pytest.raises(NotTLS):
+        client_hello_sni(b"GET / HTTP/1.1\r\n\r\n")
+    with pytest.raises(TLSParseError, match="more than one host_name"):
+        entries = b"".join(b"\x00" + struct.pack(">H", len(n)) + n for n in (b"a.t", b"b.t"))
+        client_hello_sni(
+            build_hello(sni=None, extra=[(0, struct.pack(">H", len(entries)) + entries)])
+        )
+    with pytest.raises(TLSParseError, match="not printable"):
+        client_hello_sni(build_hello(sni=b"bad\x00name"))
+    with pytest.raises(TLSParseError, match="sent twice"):
+        client_hello_sni(build_hello(extra=[(0, b"\x00\x00")]))

@@ -14,7 +14,7 @@ from isthmus.dataplane.http_proxy import DownstreamHttp
 from isthmus.dataplane.tcp_proxy import Parked, proxy_tcp, proxy_tcp_transport, proxy_to_cluster
 from isthmus.dataplane.tls_context import check_peer
 from isthmus.dataplane.tls_errors import TLSConfigError
-from isthmus.proto.tls_hello import ClientHelloError, parse_client_hello
+from isthmus.proto.tls_hello import ClientHelloError, client_hello_sni
 from isthmus.snapshot.simulate import select_filter_chain
 from isthmus.snapshot.types import HttpConnectionManager, TcpProxy, cluster_for_sni
 
@@ -50,11 +50,11 @@ async def peek_client_hello(conn: socket.socket, timeout: float) -> tuple[str | 
         if not data:
             return None, False  # closed before a hello
         try:
-            hello = parse_client_hello(data)
+            hello = client_hello_sni(data)
         except ClientHelloError:
             return None, False
         if hello is not None:
-            return hello.sni, True
+            return hello[0], True
         if len(data) >= MAX_HELLO:
             return None, False
         # The hello spans segments still in flight; the peeked bytes keep the socket
