@@ -201,6 +201,118 @@ def split(snapshot: Snapshot, n: int, rounds: int) -> None:
     )
 
 
+def stages(snapshot: Snapshot, n: int, rounds: int) -> None:
+    """Where the time of one request goes: isolated stages timed with the bench's inputs, the
+    rest of each side by difference (off), and telemetry as on - off."""
+    from isthmus.dataplane.http_headers import downstream_response_headers
+    from isthmus.dataplane.http_headers import upstream_request_headers as request_headers
+    from isthmus.dataplane.http_request import request_id
+    from isthmus.proto.http1 import RequestParser, ResponseParser
+    from isthmus.snapshot.match import LazyRequest
+    from isthmus.snapshot.types import ForwardAction
+
+    listener = snapshot.listeners[0]
+    hcm = listener.filter_chains[0].application
+    route_config = hcm.route_config  # type: ignore[union-attr]
+    request_parser, response_parser = RequestParser(), ResponseParser("GET")
+    head = request_parser.feed(REQUEST)[0]
+    response_parser.reset("GET")
+    response = response_parser.feed(RESPONSE)[0]
+    vhost = route_config.find_virtual_host("bench.example.com")
+    assert vhost is not None
+    route = vhost.select(LazyRequest(head.path, "GET", "bench.example.com", "http", 80, [], ""))
+    assert route is not None and isinstance(route.action, ForwardAction)
+    action = route.action
+    dest = action.clusters[0]
+    rng = __import__("random").Random()
+
+    def parse_request() -> None:
+        request_parser.feed(REQUEST)
+
+    def route_request() -> None:
+        found = route_config.find_virtual_host(head.host or "")
+        assert found is not None
+        found.select(LazyRequest(head.path, head.method, "h", "http", 80, head.headers, ""))
+
+    def build_request() -> None:
+        headers, _ = request_headers(
+            head.headers,
+            peer_ip="127.0.0.1",
+            scheme="http",
+            request_id=request_id(rng.getrandbits(128)),
+            authority="bench.example.com",
+        )
+        headers = dest.request_headers.apply(action.request_headers.apply(headers))
+        fields = "".join([f"{n}: {v}\r\n" for n, v in headers])
+        f"GET /catalog/item/42 HTTP/1.1\r\n{fields}x-envoy-attempt-count: 1\r\n\r\n".encode()
+
+    def parse_response() -> None:
+        response_parser.reset("GET")
+        response_parser.feed(RESPONSE)
+
+    def build_response() -> None:
+        headers = downstream_response_headers(response.headers, upstream_ms=0)
+        headers = dest.response_headers.apply(action.response_headers.apply(headers))
+        headers.append(("content-length", "3"))
+        fields = "".join([f"{n}: {v}\r\n" for n, v in headers])
+        f"HTTP/1.1 200 OK\r\n{fields}\r\n".encode("latin-1")
+
+    def best(fn: Callable[[], None]) -> float:
+        return min(timed(fn, n) for _ in range(rounds)) / n * 1e6
+
+    paths = {"on": Path_(snapshot, True), "off": Path_(snapshot, False)}
+    for path in paths.values():
+        path.check()
+    sides = {"request": float("inf"), "response": 0.0}
+    total = dict.fromkeys(paths, float("inf"))
+    off = paths["off"]
+    for _ in range(rounds):
+        for name, path in paths.items():
+            start = time.process_time()
+            timed(path.one, n)
+            path.settle()
+            total[name] = min(total[name], (time.process_time() - start) / n * 1e6)
+        request = 0.0
+        for _ in range(n):  # each response needs its request in flight
+            start = time.perf_counter()
+            off.request_side()
+            request += time.perf_counter() - start
+            off.response_side()
+        off.settle()
+        sides["request"] = min(sides["request"], request / n * 1e6)
+    sides["response"] = total["off"] - sides["request"]  # by difference
+    rows = [
+        ("request: parse (RequestParser.feed)", best(parse_request)),
+        ("request: route (virtual host, 13-row route table)", best(route_request)),
+        ("request: headers + request id + serialize", best(build_request)),
+    ]
+    rows.append(
+        (
+            "request: the rest (dispatch, Forward, pool take, write, timer)",
+            sides["request"] - sum(r[1] for r in rows),
+        )
+    )
+    response_rows = [
+        ("response: parse (ResponseParser.reset + feed)", best(parse_response)),
+        ("response: head (headers + ops + serialize)", best(build_response)),
+    ]
+    response_rows.append(
+        (
+            "response: the rest (dispatch, commit, write, pool release, finish)",
+            sides["response"] - sum(r[1] for r in response_rows),
+        )
+    )
+    rows += response_rows
+    rows.append(
+        ("metrics + access log (on - off, writer thread included)", total["on"] - total["off"])
+    )
+    print("| stage | us per request |")
+    print("|---|---|")
+    for label, value in rows:
+        print(f"| {label} | {value:.1f} |")
+    print(f"| **total, on** (off: {total['off']:.1f}) | **{total['on']:.1f}** |")
+
+
 def profile(snapshot: Snapshot, n: int) -> None:
     import cProfile
     import pstats
@@ -241,6 +353,7 @@ def main() -> None:
     mode.add_argument("--split", action="store_true")
     mode.add_argument("--profile", action="store_true")
     mode.add_argument("--gc", action="store_true")
+    mode.add_argument("--stages", action="store_true", help="a table of where the time goes")
     args = parser.parse_args()
     snapshot = bench_snapshot()
 
@@ -249,6 +362,8 @@ def main() -> None:
             split(snapshot, args.requests, args.rounds)
         elif args.profile:
             profile(snapshot, args.requests * 10)
+        elif args.stages:
+            stages(snapshot, args.requests, args.rounds)
         elif args.gc:
             collections_per_request(snapshot, args.requests * 10)
         else:

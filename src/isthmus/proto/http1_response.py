@@ -109,7 +109,10 @@ class ResponseParser:
             self._feed_head_only(data)
             return events
         began = self._in_head
-        self._run(data)
+        try:
+            self._parser.feed_data(data)
+        except (HttpParserError, HttpParserUpgrade) as exc:
+            self._stopped(data, exc)
         if self._in_head:
             self._head_bytes = self._head_bytes + len(data) if began else len(data)
             if self._head_bytes > self._limits.max_response_headers_bytes + HEAD_SLACK:
@@ -162,22 +165,29 @@ class ResponseParser:
     def _run(self, data: bytes | bytearray | memoryview) -> None:
         try:
             self._parser.feed_data(data)
-        except HttpParserUpgrade as exc:
+        except (HttpParserError, HttpParserUpgrade) as exc:
+            self._stopped(data, exc)
+
+    def _stopped(
+        self, data: bytes | bytearray | memoryview, exc: HttpParserError | HttpParserUpgrade
+    ) -> None:
+        """llhttp stopped before the end of ``data``: an upgrade, one of our callbacks, or an
+        error."""
+        if isinstance(exc, HttpParserUpgrade):
             self._done = self._upgraded = True
             self._events.append(Upgrade(bytes(data[exc.args[0] :])))
-        except HttpParserCallbackError as exc:
+        elif isinstance(exc, HttpParserCallbackError):
             cause = exc.__context__
             if isinstance(cause, _Stop):
                 self._extra = True
             elif isinstance(cause, ProtocolError):
                 self._raise(cause)
             else:
-                raise
-        except HttpParserError as exc:
-            if self._done:  # llhttp refuses data after "Connection: close"
-                self._extra = True
-            else:
-                self._fail(502, str(exc), "protocol_error")
+                raise exc
+        elif self._done:  # llhttp refuses data after "Connection: close"
+            self._extra = True
+        else:
+            self._fail(502, str(exc), "protocol_error")
 
     def _fail(self, status: int, reason: str, cause: str) -> None:
         self._raise(ProtocolError(status, reason, cause))
