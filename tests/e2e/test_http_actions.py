@@ -73,6 +73,9 @@ RULES = """
   - match: [{uri: {prefix: /flaky}}]
     retries: {attempts: 2, retryOn: "reset,5xx"}
     route: [{destination: {host: flaky, port: {number: 80}}}]
+  - match: [{uri: {prefix: /unavailable}}]
+    retries: {attempts: 2, retryOn: "5xx"}
+    route: [{destination: {host: unavailable, port: {number: 80}}}]
   - match:
     - headers: {x-user: {exact: jason}}
       queryParams: {v: {exact: "2"}}
@@ -98,6 +101,17 @@ def slow_backend(conn: socket.socket) -> None:
     time.sleep(3)
 
 
+def unavailable_backend(conn: socket.socket) -> None:
+    """503 to every request on a keep-alive connection."""
+    reader = conn.makefile("rb")
+    while True:
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            pass
+        if not line:
+            return
+        conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\ndown")
+
+
 def reset_backend(conn: socket.socket) -> None:
     import struct
 
@@ -113,7 +127,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         a = bg.run(start_http_echo(0, "a")).sockets[0].getsockname()[1]
         b = bg.run(start_http_echo(0, "b")).sockets[0].getsockname()[1]
         good = bg.run(start_http_echo(0, "flaky-good")).sockets[0].getsockname()[1]
-        with thread_server(slow_backend) as slow, thread_server(reset_backend) as bad:
+        with (
+            thread_server(slow_backend) as slow,
+            thread_server(reset_backend) as bad,
+            thread_server(unavailable_backend) as down,
+        ):
             text = (
                 http_gateway(port)
                 + virtual_service(RULES)
@@ -123,6 +141,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
                 + http_service("empty", [])
                 + http_service("refused", [(closed_port(), "v1")])
                 + http_service("flaky", [(bad.port, "v1"), (good, "v2")])
+                + http_service("unavailable", [(down.port, "v1"), (good, "v2")])
             )
             (config / "config.yaml").write_text(text)
             with isthmus_run(config):
@@ -226,6 +245,15 @@ def test_retry_lands_on_the_second_endpoint_after_a_reset(gateway: int) -> None:
         r = request(gateway, "/flaky")
         assert r.status == 200
         assert r.json()["name"] == "flaky-good"
+
+
+def test_a_5xx_is_retried_on_another_endpoint(gateway: int) -> None:
+    names = collections.Counter()
+    for _ in range(10):
+        r = request(gateway, "/unavailable")
+        assert r.status == 200
+        names[r.json()["name"]] += 1
+    assert names == {"flaky-good": 10}
 
 
 def test_keep_alive_and_pipelining_answer_in_order(gateway: int) -> None:

@@ -345,14 +345,22 @@ def test_one_gib_download_streams_with_flat_memory(gw: Gateway) -> None:
     assert (peak - before) / 1024 < 64, f"RSS grew {(peak - before) / 1024:.0f} MiB"
 
 
-def test_request_headers_timeout_closes_a_slow_client(tmp_path: Path) -> None:
+def test_request_headers_and_idle_timeouts_close_connections(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "c.yaml").write_text(http_gateway(port))
-    with (
-        isthmus_run(tmp_path, "--request-headers-timeout", "0.5"),
-        socket.create_connection(("127.0.0.1", port), timeout=10) as s,
-    ):
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
-        started = time.monotonic()
-        assert s.recv(100) == b""
-        assert time.monotonic() - started < 8
+    flags = ("--request-headers-timeout", "0.5", "--idle-timeout", "1")
+    with isthmus_run(tmp_path, *flags):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
+            started = time.monotonic()
+            assert s.recv(100) == b""
+            assert time.monotonic() - started < 8
+        # keep-alive: answered while in use (the one timer moves on), closed once idle
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            for _ in range(3):
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_response(s).status == 404
+                time.sleep(0.4)
+            started = time.monotonic()
+            assert s.recv(100) == b""
+            assert time.monotonic() - started < 8
