@@ -24,7 +24,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import signal
@@ -32,7 +31,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -49,9 +47,15 @@ from tcp import (  # noqa: E402
     TargetKind,
     _find_exe,
     _median,
+    _on_sigterm,
     _ratio,
+    _stop,
     free_ports,
+    own_children_cpu,
     system_busy,
+    tree_cpu,
+    use_isthmus,
+    wait_port,
 )
 
 REPO = HERE.parent
@@ -236,49 +240,6 @@ def preflight(isthmus_arg: str | None, pin: bool) -> Tools:
 # Processes and CPU accounting
 
 
-def _proc_stat(pid: int) -> tuple[int, float, float] | None:
-    """(ppid, user CPU seconds, system CPU seconds) of one process, None when it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[1]), int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
-
-
-def tree_cpu(root: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process and its descendants (nginx: master and worker)."""
-    stats: dict[int, tuple[int, float, float]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            st = _proc_stat(int(entry.name))
-            if st is not None:
-                stats[int(entry.name)] = st
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    user = system = 0.0
-    todo, seen = [root], set[int]()
-    while todo and len(seen) < 10000:
-        pid = todo.pop()
-        if pid in seen or pid not in stats:
-            continue
-        seen.add(pid)
-        user += stats[pid][1]
-        system += stats[pid][2]
-        todo.extend(children.get(pid, ()))
-    return user, system
-
-
-def own_children_cpu() -> float:
-    """CPU seconds of this process and the children it has waited for (wrk)."""
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        ru = resource.getrusage(who)
-        total += ru.ru_utime + ru.ru_stime
-    return total
-
-
 def children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -348,38 +309,6 @@ class Processes:
     def alive(self, name: str) -> bool:
         proc = self.procs.get(name)
         return proc is not None and proc.poll() is None
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL to the process group it leads (nginx's worker) after 5 s."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-    # The group may outlive its leader (a worker still exiting): it is ours, by its id.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def wait_port(procs: Processes, name: str, port: int, timeout: float = 20.0) -> None:
-    """Until ``port`` accepts a connection; fails early if the process exits."""
-    proc = procs.procs[name]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(
-                f"{name} exited with {proc.returncode} while starting:\n{procs.log_tail(name)}"
-            )
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"{name} did not accept on {HOST}:{port} in {timeout:g} s")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1345,43 +1274,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
     return args, cfg
 
 
-def use_isthmus(tools: Tools, rev: str | None, tmp: Path) -> None:
-    """Decide how isthmus is started: the installed script (working tree), or a commit."""
-    git = ["git", "-C", str(REPO)]
-    if rev is None:
-        tools.isthmus_argv = [tools.isthmus]
-        commit = _output([*git, "rev-parse", "--short", "HEAD"])
-        dirty = _output([*git, "status", "--porcelain", "--", "src"])
-        tools.isthmus_desc = f"{commit} + uncommitted changes in src/" if dirty else commit
-        return
-    commit = _output([*git, "rev-parse", "--short", "--verify", f"{rev}^{{commit}}"])
-    if not re.fullmatch(r"[0-9a-f]{4,40}", commit):
-        raise SystemExit(f"--isthmus-rev {rev}: not a commit of {REPO}: {commit}")
-    python = Path(tools.isthmus).parent / "python"
-    if not python.exists():
-        raise SystemExit(f"--isthmus-rev needs the interpreter next to {tools.isthmus}")
-    dest = tmp / "isthmus-src"
-    dest.mkdir()
-    with subprocess.Popen([*git, "archive", commit, "src/isthmus"], stdout=subprocess.PIPE) as ar:
-        assert ar.stdout is not None
-        with tarfile.open(fileobj=ar.stdout, mode="r|") as tar:
-            tar.extractall(dest, filter="data")
-    if ar.returncode != 0:
-        raise SystemExit(f"git archive {commit} failed")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(dest / "src")
-    tools.isthmus_argv, tools.isthmus_env = [str(python), "-m", "isthmus"], env
-    tools.isthmus_desc = f"{commit} (committed tree)"
-
-
 def detect_observability(tools: Tools) -> None:
     """Metrics and the access log arrived in a later issue: use them when this isthmus has them."""
     usage = _output([*tools.isthmus_argv, "run", "--help"], 30.0, tools.isthmus_env)
     tools.isthmus_obs = "--access-log" in usage and "--metrics-port" in usage
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager
