@@ -11,6 +11,7 @@ Everything is made with ``cryptography`` and written as PEM into a directory the
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
 from collections.abc import Iterable
@@ -225,3 +226,18 @@ class CertAuthority:
     @property
     def crl_path(self) -> Path:
         return self.directory / f"{self.slug}.crl"
+
+
+def tls_secret(name: str, namespace: str, leaf: Leaf, ca: bytes | None = None) -> str:
+    """A kubernetes.io/tls Secret holding ``leaf`` (and ``ca`` as ``ca.crt``), as YAML."""
+    data = {"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem}
+    if ca is not None:
+        data["ca.crt"] = ca
+    encoded = ", ".join(f"{k}: {base64.b64encode(v).decode()}" for k, v in data.items())
+    return f"""---
+apiVersion: v1
+kind: Secret
+metadata: {{name: {name}, namespace: {namespace}}}
+type: kubernetes.io/tls
+data: {{{encoded}}}
+"""

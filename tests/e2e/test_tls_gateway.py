@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import socket
 import ssl
 import time
@@ -20,23 +19,9 @@ from tests.e2e.http_util import (
     read_response,
     virtual_service,
 )
-from tests.tls_certs import CertAuthority, Leaf
+from tests.tls_certs import CertAuthority, Leaf, tls_secret
 
 DATA = Path(__file__).parent.parent / "data"
-
-
-def tls_secret(name: str, namespace: str, leaf: Leaf, ca: bytes | None = None) -> str:
-    data = {"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem}
-    if ca is not None:
-        data["ca.crt"] = ca
-    encoded = ", ".join(f"{k}: {base64.b64encode(v).decode()}" for k, v in data.items())
-    return f"""---
-apiVersion: v1
-kind: Secret
-metadata: {{name: {name}, namespace: {namespace}}}
-type: kubernetes.io/tls
-data: {{{encoded}}}
-"""
 
 
 def https_get(

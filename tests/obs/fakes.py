@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import time
 from collections.abc import Mapping
@@ -16,7 +15,7 @@ from isthmus.obs.exposition import MetricsState
 from isthmus.obs.metrics import Metrics
 from isthmus.snapshot.types import OutlierDetection, Snapshot
 from isthmus.translate.identity import GatewayIdentity
-from tests.tls_certs import CertAuthority, Leaf
+from tests.tls_certs import CertAuthority, Leaf, tls_secret
 
 ROOT = Path(__file__).parent.parent.parent
 SEED = ROOT / "tests" / "data" / "seeds" / "004" / "v3-https" / "bookinfo.yaml"
@@ -49,20 +48,6 @@ def tcp_echo_snapshot() -> Snapshot:
         for name, c in built.snapshot.clusters.items()
     }
     return dataclasses.replace(built.snapshot, clusters=clusters)
-
-
-def tls_secret(name: str, namespace: str, leaf: Leaf, ca: bytes | None = None) -> str:
-    data = {"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem}
-    if ca is not None:
-        data["ca.crt"] = ca
-    encoded = ", ".join(f"{k}: {base64.b64encode(v).decode()}" for k, v in data.items())
-    return f"""---
-apiVersion: v1
-kind: Secret
-metadata: {{name: {name}, namespace: {namespace}}}
-type: kubernetes.io/tls
-data: {{{encoded}}}
-"""
 
 
 def bookinfo_https_snapshot(directory: Path, ca: CertAuthority) -> tuple[Snapshot, Leaf]:
