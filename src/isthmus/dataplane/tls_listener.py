@@ -8,7 +8,8 @@ import asyncio
 import logging
 import socket
 import ssl
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from isthmus.dataplane.http_proxy import DownstreamHttp
 from isthmus.dataplane.tcp_proxy import Parked, proxy_tcp, proxy_tcp_transport, proxy_to_cluster
@@ -21,6 +22,7 @@ from isthmus.snapshot.types import HttpConnectionManager, TcpProxy, cluster_for_
 if TYPE_CHECKING:
     from isthmus.dataplane.server import Gateway
 
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 log = logging.getLogger("isthmus.tls")
 HELLO_TIMEOUT = 10.0
 HANDSHAKE_TIMEOUT = 10.0
@@ -70,7 +72,6 @@ def _wake(ready: asyncio.Future[None]) -> None:
 async def serve_tls_connection(
     gateway: Gateway, conn: socket.socket, peer: tuple[str, int], listener_name: str
 ) -> None:
-    loop = asyncio.get_running_loop()
     sni, is_tls = await peek_client_hello(conn, HELLO_TIMEOUT)
     snapshot = gateway.snapshot  # read once the connection says where it wants to go
     listener = snapshot.listener(listener_name)
@@ -102,27 +103,13 @@ async def serve_tls_connection(
         def factory() -> DownstreamHttp:
             return DownstreamHttp(http_ctx, name, chain_name, "https", port)
 
-        try:
-            transport, _ = await loop.connect_accepted_socket(
-                factory, conn, ssl=context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
-            )
-        except (ssl.SSLError, OSError, TimeoutError):
-            conn.close()
-            return
-        if not _peer_ok(transport):
-            transport.abort()
+        await _terminate(conn, context, factory)
         return
     assert isinstance(app, TcpProxy)
-    try:
-        transport, parked = await loop.connect_accepted_socket(
-            Parked, conn, ssl=context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
-        )
-    except (ssl.SSLError, OSError, TimeoutError):
-        conn.close()
+    terminated = await _terminate(conn, context, Parked)
+    if terminated is None:
         return
-    if not _peer_ok(transport):
-        transport.abort()
-        return
+    transport, parked = terminated
     local, tcp_ctx = transport.get_extra_info("sockname"), gateway.tcp_context()
     await proxy_tcp_transport(
         transport,
@@ -135,6 +122,25 @@ async def serve_tls_connection(
         tcp_ctx,
         sni,
     )
+
+
+async def _terminate(
+    conn: socket.socket, context: ssl.SSLContext, factory: Callable[[], P]
+) -> tuple[asyncio.Transport, P] | None:
+    """The TLS handshake on an accepted socket, then MUTUAL's peer check; None (and the
+    connection closed) when either fails."""
+    loop = asyncio.get_running_loop()
+    try:
+        transport, protocol = await loop.connect_accepted_socket(
+            factory, conn, ssl=context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+        )
+    except (ssl.SSLError, OSError, TimeoutError):
+        conn.close()
+        return None
+    if not _peer_ok(transport):
+        transport.abort()
+        return None
+    return transport, protocol
 
 
 def _peer_ok(transport: asyncio.BaseTransport) -> bool:
