@@ -108,12 +108,14 @@ TARGETS: tuple[TargetKind, ...] = (
     TargetKind("nginx", "nginx"),
     TargetKind("haproxy", "HAProxy"),
     TargetKind("isthmus-bare", "isthmus, 1 rule"),
+    TargetKind("minimal", "minimal Python proxy"),
 )
 PROXIES = tuple(t.key for t in TARGETS if t.key != "direct")
 DEFAULT_TARGETS = ("direct", "isthmus", "isthmus-off", "nginx", "haproxy")
 """``isthmus-off`` is isthmus with metrics and the access log off (issue #7 asks for the
 difference); ``isthmus-bare`` (one catch-all rule, no header rewriting) is opt-in:
-``--targets``."""
+``--targets``; so is ``minimal``, ``bench/minimal_proxy.py`` (uvloop + httptools and nothing
+else: the floor ``../shared/PERFORMANCE.md`` calls "minimal Python")."""
 
 
 @dataclass
@@ -671,6 +673,9 @@ class Bench:
                 limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
                 cfg.write_text(haproxy_config(port, self.origin, min(10000, (limit - 500) // 3)))
                 argv = [self.tools.haproxy, "-f", str(cfg), "-db"]
+            elif key == "minimal":
+                script = Path(__file__).with_name("minimal_proxy.py")
+                argv = [sys.executable, str(script), str(port), str(self.origin)]
             else:
                 cdir = self.tmp / f"{key}-config"
                 cdir.mkdir()
