@@ -46,6 +46,9 @@ RULES = """
     route:
     - destination: {host: echo, port: {number: 80}}
       headers: {request: {set: {x-dest: echo}}}
+  - match: [{uri: {prefix: /chatty}}]
+    headers: {response: {remove: [x-remove-me], add: {x-route: chatty}}}
+    route: [{destination: {host: chatty, port: {number: 80}}}]
   - match: [{uri: {prefix: /cors}}]
     corsPolicy:
       allowOrigins: [{exact: "https://app.example.com"}]
@@ -112,6 +115,25 @@ def unavailable_backend(conn: socket.socket) -> None:
         conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\ndown")
 
 
+CHATTY = (
+    b"HTTP/1.1 200 OK\r\nServer: chatty/1.0\r\nConnection: keep-alive, X-Private\r\n"
+    b"Keep-Alive: timeout=5\r\nX-Private: secret\r\nProxy-Connection: keep-alive\r\n"
+    b"Trailer: X-Sum\r\nX-Remove-Me: 1\r\nX-Mixed-Case: Kept As Sent\r\n"
+    b"Content-Length: 5\r\n\r\nhello"
+)
+
+
+def chatty_backend(conn: socket.socket) -> None:
+    """Keep-alive answers full of fields a proxy must not pass on."""
+    reader = conn.makefile("rb")
+    while True:
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            pass
+        if not line:
+            return
+        conn.sendall(CHATTY)
+
+
 def reset_backend(conn: socket.socket) -> None:
     import struct
 
@@ -131,6 +153,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             thread_server(slow_backend) as slow,
             thread_server(reset_backend) as bad,
             thread_server(unavailable_backend) as down,
+            thread_server(chatty_backend) as chatty,
         ):
             text = (
                 http_gateway(port)
@@ -142,6 +165,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
                 + http_service("refused", [(closed_port(), "v1")])
                 + http_service("flaky", [(bad.port, "v1"), (good, "v2")])
                 + http_service("unavailable", [(down.port, "v1"), (good, "v2")])
+                + http_service("chatty", [(chatty.port, "v1")])
             )
             (config / "config.yaml").write_text(text)
             with isthmus_run(config):
@@ -185,6 +209,30 @@ def test_header_operations(gateway: int) -> None:
     assert "x-drop" not in seen
     assert r.headers["x-served-by"] == "isthmus"
     assert "content-type" not in r.headers
+
+
+def test_response_fields_the_proxy_drops_and_keeps(gateway: int) -> None:
+    """Hop-by-hop fields, those the upstream's Connection names and its Server go; the route's
+    ``remove`` too; every other field reaches the client byte for byte, twice in a row on
+    the same pooled upstream connection."""
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", gateway), timeout=5) as sock:
+            sock.sendall(b"GET /chatty HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"HTTP/1.1 200 OK" and body == b"hello"
+        names = [line.split(b":")[0].lower() for line in lines[1:]]
+        for gone in (b"keep-alive", b"x-private", b"proxy-connection", b"trailer", b"x-remove-me"):
+            assert gone not in names, head
+        assert b"X-Mixed-Case: Kept As Sent" in lines
+        assert b"Content-Length: 5" in lines
+        assert names.count(b"server") == 1 and b"server: istio-envoy" in lines
+        assert b"x-route: chatty" in lines
+        assert b"connection: close" in lines
+        assert names.count(b"connection") == 1
 
 
 def test_cors_preflight_answered_at_the_gateway(gateway: int) -> None:

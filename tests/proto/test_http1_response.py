@@ -28,7 +28,7 @@ def test_head_fields() -> None:
             status=200,
             reason="OK",
             version="1.1",
-            headers=[("content-type", "text/plain"), ("content-length", "5")],
+            raw=b"\r\nContent-Type: text/plain\r\nContent-Length: 5",
             keep_alive=True,
             content_length=5,
             chunked=False,
@@ -36,6 +36,9 @@ def test_head_fields() -> None:
         Body(b"hello"),
         END_OF_MESSAGE,
     ]
+    head = events[0]
+    assert isinstance(head, ResponseHead)
+    assert head.headers == [("content-type", "text/plain"), ("content-length", "5")]
     assert parser.done and parser.reusable
 
 
@@ -114,6 +117,28 @@ def test_interim_heads_have_no_end_of_their_own() -> None:
     events, _ = response_events("POST", b"HTTP/1.1 100 Continue\r\n\r\n")
     assert [type(e) for e in events] == [ResponseHead]
     assert events[0].status == 100  # type: ignore[union-attr]
+
+
+def test_each_head_is_cut_from_the_bytes_however_they_arrive() -> None:
+    data = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 Fine Thanks\r\nX-A:  1 \r\nContent-Length: 2\r\nConnection: Keep-Alive\r\n"
+        b"\r\nok"
+    )
+    events, _ = response_events("POST", data)
+    for cut in range(1, len(data)):
+        assert response_events("POST", [data[:cut], data[cut:]])[0] == events, cut
+    interim, final = heads(events)
+    assert isinstance(interim, ResponseHead) and isinstance(final, ResponseHead)
+    assert (interim.status, interim.reason, interim.raw) == (100, "Continue", b"")
+    assert (final.status, final.reason, final.content_length) == (200, "Fine Thanks", 2)
+    assert final.raw == b"\r\nX-A:  1 \r\nContent-Length: 2\r\nConnection: Keep-Alive"
+    assert final.connection == "keep-alive"
+    assert final.headers == [
+        ("x-a", "1"),
+        ("content-length", "2"),
+        ("connection", "Keep-Alive"),
+    ]
 
 
 def test_body_until_close() -> None:

@@ -24,9 +24,13 @@ from typing import TYPE_CHECKING
 from isthmus.dataplane import local_reply as lr
 from isthmus.dataplane.http_exchange import RequestBody
 from isthmus.dataplane.http_headers import (
+    RESPONSE_DROP,
+    RESPONSE_DROP_LENGTH,
+    SERVER,
     Headers,
-    downstream_response_headers,
+    encode_fields,
     header_value,
+    response_fields,
 )
 from isthmus.dataplane.http_upstream import UpstreamHttp
 from isthmus.dataplane.routing import cors_origin_allowed, cors_response_headers
@@ -39,6 +43,22 @@ if TYPE_CHECKING:
     from isthmus.dataplane.http_proxy import DownstreamHttp
 
 NO_BODY_STATUSES = frozenset({204, 304})
+#: The fields the proxy adds to every response (Envoy's), and their common start.
+OWN_FIELDS = frozenset(("server", "x-envoy-upstream-service-time"))
+SERVICE_TIME = f"\r\nserver: {SERVER}\r\nx-envoy-upstream-service-time: ".encode()
+STATUS_LINES = {status: f"HTTP/1.1 {status} {text}".encode() for status, text in lr.REASONS.items()}
+
+
+def downstream_extra(response: ResponseHead, elapsed_ms: int, upgraded: bool) -> Headers:
+    """The fields the proxy adds to a response: ``server``, the upstream service time and,
+    after a 101, the upgrade's ``connection``/``upgrade`` pair."""
+    extra: Headers = []
+    if upgraded:
+        upgrade = header_value(response.headers, "upgrade")
+        if upgrade is not None:
+            extra += (("connection", "upgrade"), ("upgrade", upgrade))
+    extra += (("server", SERVER), ("x-envoy-upstream-service-time", str(elapsed_ms)))
+    return extra
 
 
 def _retriable_reset(policy: RetryPolicy) -> bool:
@@ -328,41 +348,62 @@ class Forward:
 
     # --- the response ---------------------------------------------------------------------------
     def _commit(self, response: ResponseHead, elapsed_ms: int) -> None:
-        """No more retries: the response head goes to the client (with what follows it)."""
+        """No more retries: the response head goes to the client (with what follows it).
+
+        The upstream's header block is passed on as sent, minus the fields the proxy drops
+        (hop-by-hop, ``server``, the route's ``remove``/``set``), cut out in one pass; only
+        the proxy's own fields are formatted here."""
         conn = self.conn
         head = self.head
         action = self.action
         status = response.status
         upgraded = status == 101
-        headers = downstream_response_headers(
-            response.headers, upstream_ms=elapsed_ms, upgrade=upgraded
-        )
-        headers = self.dest.response_headers.apply(action.response_headers.apply(headers))
+        ops, dest_ops = action.response_headers, self.dest.response_headers
+        drop = RESPONSE_DROP if response.content_length is not None else RESPONSE_DROP_LENGTH
         origin, cors = self.origin, action.cors
-        if cors is not None and origin is not None and cors_origin_allowed(cors, origin):
-            headers.extend(cors_response_headers(cors, origin))
+        if dest_ops or upgraded or (cors is not None and origin is not None):
+            drop = drop | ops.drop | dest_ops.drop
+            extra = downstream_extra(response, elapsed_ms, upgraded)
+            extra = dest_ops.apply(ops.apply(extra))
+            if cors is not None and origin is not None and cors_origin_allowed(cors, origin):
+                extra.extend(cors_response_headers(cors, origin))
+            tail = encode_fields(extra)
+        elif ops:
+            if ops.drop:
+                drop = drop | ops.drop
+                if not ops.drop.isdisjoint(OWN_FIELDS):
+                    own = ops.apply(downstream_extra(response, elapsed_ms, False))
+                    tail = encode_fields(own)
+                else:
+                    tail = b"%b%d%b" % (SERVICE_TIME, elapsed_ms, ops.fields)
+            else:
+                tail = b"%b%d%b" % (SERVICE_TIME, elapsed_ms, ops.fields)
+        else:
+            tail = b"%b%d" % (SERVICE_TIME, elapsed_ms)
+        fields = response_fields(response.raw, drop, response.connection)
         has_body = head.method != "HEAD" and status not in NO_BODY_STATUSES and not upgraded
         # A refused upgrade ends the connection: the client may already have sent the new
         # protocol.
         keep = head.keep_alive and not conn.draining and not upgraded and head.upgrade is None
         chunked = False
-        if response.content_length is not None:
-            headers.append(("content-length", str(response.content_length)))
-        elif has_body:
-            if head.version == "1.1":
-                chunked = True
-                headers.append(("transfer-encoding", "chunked"))
-            else:
-                keep = False  # an HTTP/1.0 client reads to close
-        elif head.method == "HEAD":
-            cl = header_value(response.headers, "content-length")
-            if cl is not None:
-                headers.append(("content-length", cl))
+        if response.content_length is None:
+            if has_body:
+                if head.version == "1.1":
+                    chunked = True
+                    tail += b"\r\ntransfer-encoding: chunked"
+                else:
+                    keep = False  # an HTTP/1.0 client reads to close
+            elif head.method == "HEAD":
+                cl = header_value(response.headers, "content-length")
+                if cl is not None:
+                    tail += b"\r\ncontent-length: " + cl.encode("latin-1")
         if not keep and not upgraded:
-            headers.append(("connection", "close"))
-        reason = lr.REASONS.get(status) or response.reason or "Unknown"
-        fields = "".join([f"{n}: {v}\r\n" for n, v in headers])
-        head_bytes = f"HTTP/1.1 {status} {reason}\r\n{fields}\r\n".encode("latin-1")
+            tail += b"\r\nconnection: close"
+        status_line = STATUS_LINES.get(status)
+        if status_line is None:
+            reason = lr.REASONS.get(status) or response.reason or "Unknown"
+            status_line = f"HTTP/1.1 {status} {reason}".encode("latin-1")
+        head_bytes = b"%b%b%b\r\n\r\n" % (status_line, fields, tail)
         conn.note_response(status, "")
         self.committed = True
         self.upgraded = upgraded

@@ -6,6 +6,7 @@ lower-case keys too).  Everything here runs once per request, so it avoids per-h
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 Headers = list[tuple[str, str]]
@@ -42,8 +43,6 @@ def connection_tokens(headers: Sequence[tuple[str, str]]) -> frozenset[str]:
 #: Request headers never passed upstream as sent: hop-by-hop ones, and the ones the proxy sets
 #: itself (the body is re-framed, so ``content-length`` too).
 _NOT_FORWARDED = HOP_BY_HOP | {"x-forwarded-proto", "x-request-id", "content-length"}
-#: Response headers never passed downstream as sent.
-_NOT_RETURNED = HOP_BY_HOP | {"server", "content-length"}
 
 
 def upstream_request_headers(
@@ -137,31 +136,45 @@ def add_trace(headers: Headers, sample_percent: float, rng_bits: int) -> None:
             headers.append(("x-b3-parentspanid", parent))
 
 
-def downstream_response_headers(
-    headers: Sequence[tuple[str, str]], *, upstream_ms: int | None, upgrade: bool = False
-) -> Headers:
-    """Headers for the client: hop-by-hop removed, ``server: istio-envoy``, service time."""
-    out: Headers = []
-    named: frozenset[str] = frozenset()
-    not_returned = _NOT_RETURNED
-    for header in headers:
-        if header[0] in not_returned:
-            if header[0] == "connection":
-                named = connection_tokens(headers)
-            continue
-        out.append(header)
-    if named:
-        out = [h for h in out if h[0] not in named]
-    if upgrade:
-        for n, v in headers:
-            if n == "upgrade":
-                out.append(("connection", "upgrade"))
-                out.append((n, v))
-                break
-    out.append(("server", SERVER))
-    if upstream_ms is not None:
-        out.append(("x-envoy-upstream-service-time", str(upstream_ms)))
-    return out
+#: Response fields the proxy never passes on as sent: hop-by-hop ones and ``server`` (its
+#: own).  ``content-length`` goes too where the response has no length of its own (1xx, 204).
+RESPONSE_DROP = HOP_BY_HOP | {"server"}
+RESPONSE_DROP_LENGTH = RESPONSE_DROP | {"content-length"}
+_strippers: dict[frozenset[str], re.Pattern[bytes]] = {}
+
+
+def _stripper(names: frozenset[str]) -> re.Pattern[bytes]:
+    """One regular expression that removes every field named in ``names`` from a raw
+    header block (one C-level pass instead of a Python step per field)."""
+    pattern = _strippers.get(names)
+    if pattern is None:
+        alternatives = b"|".join(re.escape(n.encode("latin-1")) for n in sorted(names))
+        pattern = re.compile(rb"\r\n(?:" + alternatives + rb"):[^\r]*", re.IGNORECASE)
+        if len(_strippers) < 1024:  # route header ops: a few sets per snapshot
+            _strippers[names] = pattern
+    return pattern
+
+
+def response_fields(raw: bytes, drop: frozenset[str], connection: str = "") -> bytes:
+    """The upstream's header block (``ResponseHead.raw``) as the client gets it: the fields
+    named in ``drop`` (lower-case) and in its ``Connection`` value removed, the rest byte
+    for byte as sent."""
+    if not raw:
+        return raw
+    if connection and connection not in _PLAIN_CONNECTION:
+        named = {t.strip(" \t") for t in connection.split(",")} - {"", "close", "keep-alive"}
+        if named:  # names chosen by the upstream: not worth a cache entry
+            names = sorted(drop | named)
+            alternatives = b"|".join(re.escape(n.encode("latin-1")) for n in names)
+            once = re.compile(rb"\r\n(?:" + alternatives + rb"):[^\r]*", re.IGNORECASE)
+            return once.sub(b"", raw)
+    return _stripper(drop).sub(b"", raw)
+
+
+def encode_fields(headers: Iterable[tuple[str, str]]) -> bytes:
+    """``(name, value)`` pairs as header lines, each preceded by CRLF (``ResponseHead.raw``'s
+    form)."""
+    return "".join([f"\r\n{n}: {v}" for n, v in headers]).encode("latin-1")
 
 
 def header_value(headers: Iterable[tuple[str, str]], name: str) -> str | None:

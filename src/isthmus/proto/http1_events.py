@@ -110,15 +110,31 @@ class ResponseHead(NamedTuple):
     describes no body here (HEAD, 304); it is ``None`` for 1xx and 204, which cannot carry it.
     A final response with neither length nor chunking is read until the connection closes
     (``keep_alive`` is then false): call ``ResponseParser.feed_eof``.
+
+    The header fields stay as the upstream sent them, ``raw``: each line preceded by CRLF
+    (``b"\r\nServer: nginx\r\nContent-Length: 3"``), checked by llhttp.  A proxy passes most
+    of them on untouched, so the hot path edits those bytes instead of building a list;
+    :attr:`headers` parses them for everything else.  ``connection`` is the lower-cased
+    ``Connection`` value(s), comma-joined (``""`` when absent).
     """
 
     status: int
     reason: str
     version: str
-    headers: Headers
+    raw: bytes
     keep_alive: bool
     content_length: int | None
     chunked: bool
+    connection: str = ""
+
+    @property
+    def headers(self) -> Headers:
+        """``(lower-cased name, value)`` pairs, in order (parsed on each call)."""
+        out: Headers = []
+        for line in self.raw.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            out.append((NAMES.get(name) or name_key(name), value.strip(b" \t").decode("latin-1")))
+        return out
 
 
 @dataclass(slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from httptools import (
     HttpParserCallbackError,
     HttpParserError,
@@ -13,20 +15,19 @@ from isthmus.proto.http1_events import (
     DEFAULT_LIMITS,
     END_OF_MESSAGE,
     HEAD_SLACK,
-    NAMES,
     Body,
-    Headers,
     Limits,
     ProtocolError,
     ResponseEvent,
     ResponseHead,
     Upgrade,
-    name_key,
 )
 
 _new_head = tuple.__new__
-_SPECIAL = frozenset(("content-length", "transfer-encoding", "connection"))
 _NO_BODY = frozenset((204, 304))
+#: The fields the parser reads, found in the head's bytes in one pass (llhttp checked the
+#: syntax: CRLF line ends, no space before the colon, no folded lines).
+_SPECIALS = re.compile(rb"\r\n(content-length|transfer-encoding|connection):[ \t]*([^\r]*)", re.I)
 
 
 class _Stop(Exception):
@@ -51,13 +52,17 @@ class ResponseParser:
     one costs three attribute stores and llhttp's allocation.  A keep-alive connection keeps
     one and calls :meth:`reset` per request: the parser and llhttp reference each other, so
     one per request would leave a reference cycle per request for the garbage collector.
+
+    llhttp is given no per-header callback (each costs a Python call and two ``bytes``): it
+    validates the head, and ``on_headers_complete`` cuts the head out of the bytes received,
+    which are kept from the start of the response until its final head.
     """
 
     # per response; class-level defaults keep construction cheap
     _events: list[ResponseEvent]
-    _headers: Headers
-    _specials: Headers
     _buffer: bytearray  # HEAD only: the head is cut out before llhttp sees it
+    _heads = b""  # the response's bytes from its start, until the final head is complete
+    _head_at = 0  # where the next head starts in ``_heads``
     _error: ProtocolError | None = None
     _final = False  # the final (non-1xx) head was produced
     _done = False
@@ -68,8 +73,6 @@ class ResponseParser:
     _in_head = False
     _interim = False
     _head_bytes = 0  # head bytes received in earlier feeds
-    _feed_len = 0
-    _reason = b""
 
     def __init__(self, method: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self._limits = limits
@@ -104,10 +107,11 @@ class ResponseParser:
             return self._not_open(data)
         events: list[ResponseEvent] = []
         self._events = events
-        self._feed_len = len(data)
         if self._head_only:
             self._feed_head_only(data)
             return events
+        if not self._final:  # the head(s) are cut from these bytes when llhttp has checked them
+            self._heads = self._heads + data if self._heads else bytes(data)
         began = self._in_head
         try:
             self._parser.feed_data(data)
@@ -157,6 +161,7 @@ class ResponseParser:
                 return
             head = bytes(buffer[: end + 4])
             del buffer[: end + 4]
+            self._heads, self._head_at = head, 0
             self._run(head)
         if buffer:
             self._extra = True
@@ -205,19 +210,6 @@ class ResponseParser:
             raise _Stop
         self._in_head = True
         self._head_bytes = 0
-        self._reason = b""
-        self._headers = []
-        self._specials = []
-
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = NAMES.get(name) or name_key(name)
-        header = (key, value.decode("latin-1"))
-        self._headers.append(header)
-        if key in _SPECIAL:
-            self._specials.append(header)
 
     def on_body(self, body: bytes) -> None:
         self._events.append(Body(body))
@@ -233,14 +225,16 @@ class ResponseParser:
         self._in_head = False
         parser = self._parser
         limits = self._limits
-        headers = self._headers
-        self._headers = []  # trailers must not reach the head's list
-        if len(headers) > limits.max_response_headers_count:
+        heads, start = self._heads, self._head_at
+        end = heads.find(b"\r\n\r\n", start)
+        line_end = heads.find(b"\r\n", start)
+        if end < 0 or line_end < 0:  # llhttp accepts CRLF line ends only: cannot happen
+            raise ProtocolError(502, "response head not found", "protocol_error")
+        self._head_at = end + 4
+        raw = heads[line_end:end] if end > line_end else b""
+        if raw.count(b"\r\n") > limits.max_response_headers_count:
             raise ProtocolError(502, "too many response headers", "protocol_error")
-        max_bytes = limits.max_response_headers_bytes
-        if self._head_bytes + self._feed_len > max_bytes and (
-            sum(len(n) + len(v) for n, v in headers) > max_bytes
-        ):
+        if len(raw) > limits.max_response_headers_bytes:
             raise ProtocolError(502, "response headers too large", "protocol_error")
         status = parser.get_status_code()
         version = parser.get_http_version()
@@ -251,15 +245,17 @@ class ResponseParser:
         content_length: int | None = None
         chunked = False
         connection = ""
-        for name, value in self._specials:
-            if name == "content-length":
-                content_length = int(value)
-            elif name == "transfer-encoding":
-                if chunked or value.rstrip(" \t").lower() != "chunked":
+        for name, value in _SPECIALS.findall(raw) if raw else ():
+            kind = name[0] | 0x20
+            if kind == 0x63 and len(name) == 14:  # content-length
+                content_length = int(value)  # llhttp checked the digits, refused duplicates
+            elif kind == 0x74:  # transfer-encoding
+                if chunked or value.rstrip(b" \t").lower() != b"chunked":
                     raise ProtocolError(502, "unsupported transfer encoding", "protocol_error")
                 chunked = True
             else:
-                connection += "," + value.lower()
+                text = value.rstrip(b" \t").decode("latin-1").lower()
+                connection = f"{connection},{text}" if connection else text
         keep_alive = parser.should_keep_alive()
         interim = status < 200 and status != 101
         if interim or status == 204:
@@ -270,17 +266,19 @@ class ResponseParser:
             if status == 101:
                 raise ProtocolError(502, "101 response to HEAD", "protocol_error")
             keep_alive = _keeps_alive(version, connection)
-        reason = self._reason.decode("latin-1")
+        # the status line is "HTTP/1.1 200 OK": llhttp allows one space each side of the code
+        reason = heads[start + 13 : line_end].decode("latin-1")
         self._events.append(
             _new_head(
                 ResponseHead,
-                (status, reason, version, headers, keep_alive, content_length, chunked),
+                (status, reason, version, raw, keep_alive, content_length, chunked, connection),
             )
         )
         if interim:
             self._interim = True
             return
         self._final = True
+        self._heads = b""
         self._keep_alive = keep_alive
         if self._head_only:
             self._done = True

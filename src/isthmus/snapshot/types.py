@@ -153,11 +153,15 @@ class HeaderOps:
     _drop: frozenset[str] = field(default=frozenset(), compare=False, repr=False, init=False)
     _append: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False, init=False)
     _empty: bool = field(default=True, compare=False, repr=False, init=False)
+    _fields: bytes = field(default=b"", compare=False, repr=False, init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_drop", frozenset(self.remove) | {n for n, _ in self.set})
         object.__setattr__(self, "_append", self.set + self.add)
         object.__setattr__(self, "_empty", not (self.set or self.add or self.remove))
+        # UTF-8: what Envoy sends for a configured value (latin-1 cannot encode them all)
+        text = "".join(f"\r\n{n}: {v}" for n, v in self._append)
+        object.__setattr__(self, "_fields", text.encode())
 
     @property
     def drop(self) -> frozenset[str]:
@@ -173,6 +177,11 @@ class HeaderOps:
     @property
     def empty(self) -> bool:
         return self._empty
+
+    @property
+    def fields(self) -> bytes:
+        """:attr:`append` as header lines, each preceded by CRLF, encoded once."""
+        return self._fields
 
     def __bool__(self) -> bool:
         return not self._empty
