@@ -25,6 +25,7 @@ from isthmus.proto.http1_events import (
 
 _new_head = tuple.__new__
 _NO_BODY = frozenset((204, 304))
+_VERSIONS = {b"HTTP/1.1 ": "1.1", b"HTTP/1.0 ": "1.0"}
 #: The fields the parser reads, found in the head's bytes in one pass (llhttp checked the
 #: syntax: CRLF line ends, no space before the colon, no folded lines).
 _SPECIALS = re.compile(rb"\r\n(content-length|transfer-encoding|connection):[ \t]*([^\r]*)", re.I)
@@ -237,8 +238,10 @@ class ResponseParser:
         if len(raw) > limits.max_response_headers_bytes:
             raise ProtocolError(502, "response headers too large", "protocol_error")
         status = parser.get_status_code()
-        version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
+        # "HTTP/1.1 ": read from the bytes (httptools formats a new string per call)
+        version = _VERSIONS.get(heads[start : start + 9])
+        if version is None:
+            version = parser.get_http_version()
             raise ProtocolError(502, f"unsupported HTTP version {version}", "protocol_error")
         if not 100 <= status <= 599:
             raise ProtocolError(502, f"invalid status {status}", "protocol_error")
