@@ -255,7 +255,7 @@ def stages(snapshot: Snapshot, n: int, rounds: int) -> None:
         ops = action.response_headers
         fields = response_fields(response.raw, RESPONSE_DROP | ops.drop, response.connection)
         tail = b"%b%d%b" % (SERVICE_TIME, 0, ops.fields)
-        b"HTTP/1.1 200 OK%b%b\r\n\r\n" % (fields, tail)
+        assert b"HTTP/1.1 200 OK%b%b\r\n\r\n" % (fields, tail)
 
     def best(fn: Callable[[], None]) -> float:
         return min(timed(fn, n) for _ in range(rounds)) / n * 1e6
