@@ -1015,6 +1015,16 @@ def render(
             if "isthmus-bare" in cfg.targets
             else []
         ),
+        *(
+            [
+                "- **minimal Python proxy**: `bench/minimal_proxy.py`, uvloop + httptools and "
+                "nothing else (parse, rebuild the head, a keep-alive upstream pool; no routing, "
+                "header policy, limits, timers, metrics or log): the floor of a Python proxy "
+                "on this machine, what `../shared/PERFORMANCE.md` calls minimal Python."
+            ]
+            if "minimal" in cfg.targets
+            else []
+        ),
         "- The origin is a separate nginx, `worker_processes 1`, `return 200`, `access_log off`; "
         "origin and proxies have `keepalive_requests` raised so no connection is recycled "
         "during a run.",
