@@ -78,6 +78,8 @@ class HttpContext:
     all_closed: asyncio.Event = field(default_factory=asyncio.Event)
     draining_listeners: set[str] = field(default_factory=set)
     telemetry: Telemetry = field(default_factory=Telemetry)
+    loop: asyncio.AbstractEventLoop | None = None
+    """The loop serving these connections (looked up by the first one)."""
 
 
 # what the connection's one timer is waiting for
@@ -93,6 +95,43 @@ class DownstreamHttp(asyncio.Protocol):
     (:meth:`run`): CONNECT tunnels and fault delays; opening upstream connections and
     streaming request bodies are the forward's own Tasks.
     """
+
+    # Per-connection and per-request state starts as these class attributes: accepting a
+    # connection costs a dozen stores instead of forty.
+    transport: asyncio.Transport = cast(asyncio.Transport, None)
+    loop: asyncio.AbstractEventLoop = cast(asyncio.AbstractEventLoop, None)
+    peer_ip = ""
+    busy = False
+    """A request is in flight (from its head until :meth:`finish`)."""
+    forward: Forward | None = None
+    task: asyncio.Task[Outcome | None] | None = None
+    body: RequestBody = NO_BODY
+    dispatching = False
+    upstream: UpstreamHttp | None = None
+    upgrade_rest = b""
+    closed = False
+    reading_paused = False
+    # the one timer: armed for ``timer_at``, re-armed lazily when ``deadline`` moves later
+    timer: asyncio.TimerHandle | None = None
+    timer_at = _NEVER
+    deadline = _NEVER
+    waiting = _NOTHING
+    last_status = 0
+    last_flag = ""
+    last_route: Route | None = None
+    pending_error: ProtocolError | None = None
+    peer_address = ""
+    _local_address: str | None = None
+    hcm_snapshot: Snapshot | None = None
+    hcm: HttpConnectionManager | None = None
+    """The route table of ``hcm_snapshot`` (read once per snapshot)."""
+    # the request in flight, for metrics and the access log
+    head: RequestHead | None = None
+    started_at = 0.0
+    started_wall = 0.0
+    bytes_sent = 0
+    last_cluster = ""
+    last_upstream = ""
 
     def __init__(
         self,
@@ -115,41 +154,8 @@ class DownstreamHttp(asyncio.Protocol):
         self.scheme = scheme
         self.gateway_port = gateway_port
         self.parser = RequestParser(ctx.settings.limits)
-        self.transport: asyncio.Transport = cast(asyncio.Transport, None)
-        self.loop: asyncio.AbstractEventLoop = cast(asyncio.AbstractEventLoop, None)
-        self.peer_ip = ""
-        self.busy = False
-        """A request is in flight (from its head until :meth:`finish`)."""
-        self.forward: Forward | None = None
-        self.task: asyncio.Task[Outcome | None] | None = None
-        self.body: RequestBody = NO_BODY
         self.backlog: deque[object] = deque()
-        self.dispatching = False
-        self.upstream: UpstreamHttp | None = None
-        self.upgrade_rest = b""
-        self.closed = False
-        self.reading_paused = False
-        # the one timer: armed for ``timer_at``, re-armed lazily when ``deadline`` moves later
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = _NEVER
-        self.deadline = _NEVER
-        self.waiting = _NOTHING
         self.tasks: set[asyncio.Task[object]] = set()
-        self.last_status = 0
-        self.last_flag = ""
-        self.last_route: Route | None = None
-        self.pending_error: ProtocolError | None = None
-        self.peer_address = self.local_address = ""
-        self.hcm_snapshot: Snapshot | None = None
-        self.hcm: HttpConnectionManager | None = None
-        """The route table of ``hcm_snapshot`` (read once per snapshot)."""
-        # the request in flight, for metrics and the access log
-        self.head: RequestHead | None = None
-        self.started_at = 0.0
-        self.started_wall = 0.0
-        self.bytes_sent = 0
-        self.last_cluster = ""
-        self.last_upstream = ""
 
     @property
     def draining(self) -> bool:
@@ -169,16 +175,29 @@ class DownstreamHttp(asyncio.Protocol):
     # connection lifecycle ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.loop = asyncio.get_running_loop()
+        ctx = self.ctx
+        loop = ctx.loop
+        if loop is None:  # once per gateway: on Python 3.11 each call costs a getpid(2)
+            loop = ctx.loop = asyncio.get_running_loop()
+        self.loop = loop
         peer = transport.get_extra_info("peername")
-        self.peer_ip = peer[0] if peer else ""
-        local = transport.get_extra_info("sockname")
-        # formatted once per connection for the access log, not once per request
-        self.peer_address = f"{peer[0]}:{peer[1]}" if peer else ""
-        self.local_address = f"{local[0]}:{local[1]}" if local else ""
-        self.ctx.connections.add(self)
-        self.ctx.all_closed.clear()
+        if peer:
+            self.peer_ip = peer[0]
+            # formatted once per connection for the access log, not once per request
+            self.peer_address = f"{peer[0]}:{peer[1]}"
+        ctx.connections.add(self)
+        ctx.all_closed.clear()
         self._wait(_HEAD, time.monotonic() + self.settings.request_headers_timeout)
+
+    @property
+    def local_address(self) -> str:
+        """``address:port`` this connection was accepted on (for the access log: asked once,
+        and only when a log line is written)."""
+        local = self._local_address
+        if local is None:
+            sockname = self.transport.get_extra_info("sockname") if self.transport else None
+            local = self._local_address = f"{sockname[0]}:{sockname[1]}" if sockname else ""
+        return local
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from httptools import (
     HttpParserCallbackError,
     HttpParserError,
@@ -64,60 +62,30 @@ class RequestParser:
     (``NR``), and it answers 403 (``upgrade_failed``) to an upgrade it is not configured for.
     """
 
-    __slots__ = (
-        "_body_idle",
-        "_cb",
-        "_error",
-        "_events",
-        "_feed_len",
-        "_head_hi",
-        "_head_lo",
-        "_headers",
-        "_in_body",
-        "_in_head",
-        "_keep_alive",
-        "_limits",
-        "_max_bytes",
-        "_parser",
-        "_resume",
-        "_specials",
-        "_started",
-        "_state",
-        "_underscore",
-        "_url",
-    )
+    # Per-connection and per-request state starts as these class attributes: a connection
+    # costs a few stores, not twenty (the parser is made per accepted connection).
+    _state = _OPEN
+    _error: ProtocolError | None = None
+    _feed_len = 0
+    _started = False  # a message began during the current feed
+    _resume: bytes | None = None  # after an ignored h2c upgrade: how to go on
+    _url = b""
+    _underscore = False
+    _in_head = False
+    _in_body = False
+    _keep_alive = True
+    _head_hi = 0  # upper bound of head bytes received before this feed
+    _head_lo = 0  # lower bound of head bytes received so far
+    _body_idle = 0  # body-state bytes that produced nothing (chunk framing, trailers)
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self._limits = limits
         self._max_bytes = limits.max_request_headers_bytes
-        # the names httptools looks up, bound once; keeps on_* out of this class's API
-        self._cb = SimpleNamespace(
-            on_message_begin=self._on_message_begin,
-            on_url=self._on_url,
-            on_header=self._on_header,
-            on_headers_complete=self._on_headers_complete,
-            on_body=self._on_body,
-            on_message_complete=self._on_message_complete,
-        )
-        self._parser = HttpRequestParser(self._cb)
-        # per connection
-        self._state = _OPEN
-        self._error: ProtocolError | None = None
         self._events: list[RequestEvent] = []
-        self._feed_len = 0
-        self._started = False  # a message began during the current feed
-        self._resume: bytes | None = None  # after an ignored h2c upgrade: how to go on
-        # per request
-        self._url = b""
         self._headers: Headers = []
         self._specials: Headers = []
-        self._underscore = False
-        self._in_head = False
-        self._in_body = False
-        self._keep_alive = True
-        self._head_hi = 0  # upper bound of head bytes received before this feed
-        self._head_lo = 0  # lower bound of head bytes received so far
-        self._body_idle = 0  # body-state bytes that produced nothing (chunk framing, trailers)
+        # it is its own httptools protocol: the on_* methods are llhttp's callbacks, not API
+        self._parser = HttpRequestParser(self)
 
     # --- API ---------------------------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> list[RequestEvent]:
@@ -180,7 +148,7 @@ class RequestParser:
                 # An h2c upgrade is ignored: the connection stays HTTP/1.1 on a fresh parser.
                 # llhttp skipped the body, so a synthetic head replays its framing first.
                 self._resume = None
-                self._parser = HttpRequestParser(self._cb)
+                self._parser = HttpRequestParser(self)
                 if resume:
                     self._state = _CONTINUING
                     self._parser.feed_data(resume)
@@ -227,7 +195,7 @@ class RequestParser:
             self._fail(431, "request headers too large", "http1.headers_too_large")
 
     # --- httptools callbacks: record, and build the head once it is complete ----------------
-    def _on_message_begin(self) -> None:
+    def on_message_begin(self) -> None:
         if self._state != _OPEN:
             if self._state == _CONTINUING:
                 return
@@ -241,10 +209,10 @@ class RequestParser:
         self._started = True
         self._head_hi = 0
 
-    def _on_url(self, url: bytes) -> None:
+    def on_url(self, url: bytes) -> None:
         self._url += url
 
-    def _on_header(self, name: bytes, value: bytes) -> None:
+    def on_header(self, name: bytes, value: bytes) -> None:
         key = NAMES.get(name)
         if key is None:
             key = name_key(name)
@@ -255,10 +223,10 @@ class RequestParser:
         if key in _SPECIAL:
             self._specials.append(header)
 
-    def _on_body(self, body: bytes) -> None:
+    def on_body(self, body: bytes) -> None:
         self._events.append(Body(body))
 
-    def _on_message_complete(self) -> None:
+    def on_message_complete(self) -> None:
         self._in_body = False
         if self._parser.should_upgrade() and self._resume != b"":
             return  # Upgrade ends this message, or the body of an ignored upgrade follows
@@ -266,7 +234,7 @@ class RequestParser:
         if not self._keep_alive:
             self._state = _CLOSED
 
-    def _on_headers_complete(self) -> None:
+    def on_headers_complete(self) -> None:
         if not self._in_head:  # the synthetic head replaying an ignored upgrade's framing
             self._state = _OPEN
             self._in_body = True
