@@ -355,6 +355,20 @@ def test_request_headers_and_idle_timeouts_close_connections(tmp_path: Path) -> 
             started = time.monotonic()
             assert s.recv(100) == b""
             assert time.monotonic() - started < 8
+        # silent connections, accepted at different times, each closed by the shared timer;
+        # one that sends its request in time is answered
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as first,
+            socket.create_connection(("127.0.0.1", port), timeout=10) as prompt,
+        ):
+            time.sleep(0.3)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as second:
+                prompt.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_response(prompt).status == 404
+                started = time.monotonic()
+                assert first.recv(100) == b""
+                assert second.recv(100) == b""
+                assert time.monotonic() - started < 8
         # keep-alive: answered while in use (the one timer moves on), closed once idle
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             for _ in range(3):

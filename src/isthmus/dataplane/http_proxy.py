@@ -80,6 +80,38 @@ class HttpContext:
     telemetry: Telemetry = field(default_factory=Telemetry)
     loop: asyncio.AbstractEventLoop | None = None
     """The loop serving these connections (looked up by the first one)."""
+    fresh: dict[DownstreamHttp, float] = field(default_factory=dict)
+    """Connections waiting for their first request head, by deadline: every connection has
+    the same ``request_headers_timeout``, so insertion order is deadline order and one shared
+    timer (``sweeper``) serves them all instead of a timer per accepted connection."""
+    sweeper: asyncio.TimerHandle | None = None
+    route_tables: dict[tuple[str, str], HttpConnectionManager | None] = field(
+        default_factory=dict
+    )
+    """Route tables by (listener, filter chain) of ``route_snapshot``, shared by connections."""
+    route_snapshot: Snapshot | None = None
+
+    def await_first_head(self, conn: DownstreamHttp, deadline: float) -> None:
+        self.fresh[conn] = deadline
+        if self.sweeper is None:
+            assert self.loop is not None
+            self.sweeper = self.loop.call_at(deadline, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections whose first head is overdue (Envoy's request headers
+        timeout), then wait for the next deadline."""
+        self.sweeper = None
+        fresh = self.fresh
+        assert self.loop is not None
+        now = self.loop.time()
+        while fresh:
+            conn, deadline = next(iter(fresh.items()))
+            if deadline > now:
+                self.sweeper = self.loop.call_at(deadline, self._sweep)
+                return
+            del fresh[conn]
+            if not conn.busy and not conn.closed:
+                conn.transport.close()
 
 
 # what the connection's one timer is waiting for
@@ -168,7 +200,15 @@ class DownstreamHttp(asyncio.Protocol):
         if self.mesh is not None:
             hcm = HttpConnectionManager(snapshot.mesh.route_config) if snapshot.mesh else None
         else:
-            hcm = route_table_of(snapshot, self.listener, self.chain)
+            ctx = self.ctx
+            if ctx.route_snapshot is not snapshot:
+                ctx.route_snapshot = snapshot
+                ctx.route_tables.clear()
+            key = (self.listener, self.chain)
+            if key in ctx.route_tables:
+                hcm = ctx.route_tables[key]
+            else:
+                hcm = ctx.route_tables[key] = route_table_of(snapshot, self.listener, self.chain)
         self.hcm_snapshot, self.hcm = snapshot, hcm
         return hcm
 
@@ -187,7 +227,9 @@ class DownstreamHttp(asyncio.Protocol):
             self.peer_address = f"{peer[0]}:{peer[1]}"
         ctx.connections.add(self)
         ctx.all_closed.clear()
-        self._wait(_HEAD, time.monotonic() + self.settings.request_headers_timeout)
+        # until the first head, the context's shared timer watches the headers timeout
+        self.waiting = _HEAD
+        ctx.await_first_head(self, loop.time() + self.settings.request_headers_timeout)
 
     @property
     def local_address(self) -> str:
@@ -201,9 +243,11 @@ class DownstreamHttp(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.ctx.connections.discard(self)
-        if not self.ctx.connections:
-            self.ctx.all_closed.set()
+        ctx = self.ctx
+        ctx.connections.discard(self)
+        ctx.fresh.pop(self, None)
+        if not ctx.connections:
+            ctx.all_closed.set()
         self.waiting = _NOTHING
         if self.timer is not None:
             self.timer.cancel()
@@ -378,6 +422,8 @@ class DownstreamHttp(asyncio.Protocol):
     def _start(self, head: RequestHead) -> None:
         self.busy = True
         self.waiting = _NOTHING
+        if self.ctx.fresh:
+            self.ctx.fresh.pop(self, None)
         self.head = head
         self.started_at = time.monotonic()
         if self.telemetry.log is not None:
