@@ -85,9 +85,7 @@ class HttpContext:
     the same ``request_headers_timeout``, so insertion order is deadline order and one shared
     timer (``sweeper``) serves them all instead of a timer per accepted connection."""
     sweeper: asyncio.TimerHandle | None = None
-    route_tables: dict[tuple[str, str], HttpConnectionManager | None] = field(
-        default_factory=dict
-    )
+    route_tables: dict[tuple[str, str], HttpConnectionManager | None] = field(default_factory=dict)
     """Route tables by (listener, filter chain) of ``route_snapshot``, shared by connections."""
     route_snapshot: Snapshot | None = None
 
