@@ -70,7 +70,7 @@ def upstream_request_headers(
     for header in headers:
         name = header[0]
         if name in not_forwarded:
-            if name == "connection":
+            if name == "connection" and header[1] not in _PLAIN_CONNECTION:
                 named = connection_tokens(headers)
             continue
         if name.startswith("x-envoy-"):
