@@ -1081,6 +1081,8 @@ def render(
 
     if "isthmus" in cfg.targets and "isthmus-off" in cfg.targets and tools.isthmus_obs:
         lines += obs_cost(cfg, med, ok)
+    if {"isthmus", "nginx", "minimal"} <= set(cfg.targets):
+        lines += floor_note(cfg, ok)
     foreign = [s.foreign for s in samples]
     failed = [s for s in samples if s.errors]
     lines += [
@@ -1133,6 +1135,34 @@ def render(
             lines.append(f"| {wl.key} | {_target_label(t)} | " + " | ".join(vals) + " |")
     lines += ["", "</details>", ""]
     return "\n".join(lines)
+
+
+def floor_note(cfg: Config, ok: Callable[[str, str], list[Sample]]) -> list[str]:
+    """What the minimal Python proxy says about the budget: its CPU per request next to
+    nginx's and isthmus's, and the req/s ratio the issue's target asks for in CPU terms."""
+    lines = [
+        "",
+        "### The floor: a minimal Python proxy",
+        "",
+        "Proxy CPU per request (user + system; medians): what uvloop + httptools alone cost "
+        "here (`minimal`), and what isthmus's features add on top. With the proxy the limit, "
+        "req/s goes as 1 / CPU per request, so ≥ 0.75× nginx's req/s means at most "
+        "nginx's CPU per request ÷ 0.75.",
+        "",
+        "| workload | nginx | minimal Python | isthmus | minimal ÷ nginx | isthmus − minimal "
+        "| isthmus's budget (nginx ÷ 0.75) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for wl in cfg.workloads:
+        cpu = {t: _cpu_per_request(ok(t, wl.key)) for t in ("nginx", "minimal", "isthmus")}
+        n, m, i = cpu["nginx"], cpu["minimal"], cpu["isthmus"]
+        if n is None or m is None or i is None:
+            continue
+        lines.append(
+            f"| {wl.label} | {n:.1f} µs | {m:.1f} µs | {i:.1f} µs | {m / n:.2f}× "
+            f"| {i - m:.1f} µs | {n / 0.75:.1f} µs |"
+        )
+    return lines
 
 
 def _cpu_per_request(samples: list[Sample]) -> float | None:
