@@ -104,15 +104,20 @@ def slow_backend(conn: socket.socket) -> None:
     time.sleep(3)
 
 
-def unavailable_backend(conn: socket.socket) -> None:
-    """503 to every request on a keep-alive connection."""
+def answer_each_request(conn: socket.socket, response: bytes) -> None:
+    """``response`` to every request (heads only, no bodies) on a keep-alive connection."""
     reader = conn.makefile("rb")
     while True:
         while (line := reader.readline()) not in (b"\r\n", b""):
             pass
         if not line:
             return
-        conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\ndown")
+        conn.sendall(response)
+
+
+def unavailable_backend(conn: socket.socket) -> None:
+    """503 to every request on a keep-alive connection."""
+    answer_each_request(conn, b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\ndown")
 
 
 CHATTY = (
@@ -125,13 +130,7 @@ CHATTY = (
 
 def chatty_backend(conn: socket.socket) -> None:
     """Keep-alive answers full of fields a proxy must not pass on."""
-    reader = conn.makefile("rb")
-    while True:
-        while (line := reader.readline()) not in (b"\r\n", b""):
-            pass
-        if not line:
-            return
-        conn.sendall(CHATTY)
+    answer_each_request(conn, CHATTY)
 
 
 def reset_backend(conn: socket.socket) -> None:
