@@ -141,18 +141,15 @@ def add_trace(headers: Headers, sample_percent: float, rng_bits: int) -> None:
 RESPONSE_DROP = HOP_BY_HOP | {"server"}
 RESPONSE_DROP_LENGTH = RESPONSE_DROP | {"content-length"}
 _strippers: dict[frozenset[str], re.Pattern[bytes]] = {}
+#: ``Connection`` tokens that name no field (or one dropped anyway).
+_NAMES_NO_FIELD = frozenset(("", "close", "keep-alive", "upgrade"))
 
 
-def _stripper(names: frozenset[str]) -> re.Pattern[bytes]:
+def _compile(names: Iterable[str]) -> re.Pattern[bytes]:
     """One regular expression that removes every field named in ``names`` from a raw
     header block (one C-level pass instead of a Python step per field)."""
-    pattern = _strippers.get(names)
-    if pattern is None:
-        alternatives = b"|".join(re.escape(n.encode("latin-1")) for n in sorted(names))
-        pattern = re.compile(rb"\r\n(?:" + alternatives + rb"):[^\r]*", re.IGNORECASE)
-        if len(_strippers) < 1024:  # route header ops: a few sets per snapshot
-            _strippers[names] = pattern
-    return pattern
+    alternatives = b"|".join(re.escape(n.encode("latin-1")) for n in sorted(names))
+    return re.compile(rb"\r\n(?:" + alternatives + rb"):[^\r]*", re.IGNORECASE)
 
 
 def response_fields(raw: bytes, drop: frozenset[str], connection: str = "") -> bytes:
@@ -162,19 +159,26 @@ def response_fields(raw: bytes, drop: frozenset[str], connection: str = "") -> b
     if not raw:
         return raw
     if connection and connection not in _PLAIN_CONNECTION:
-        named = {t.strip(" \t") for t in connection.split(",")} - {"", "close", "keep-alive"}
+        named = {t.strip(" \t") for t in connection.split(",")} - _NAMES_NO_FIELD
         if named:  # names chosen by the upstream: not worth a cache entry
-            names = sorted(drop | named)
-            alternatives = b"|".join(re.escape(n.encode("latin-1")) for n in names)
-            once = re.compile(rb"\r\n(?:" + alternatives + rb"):[^\r]*", re.IGNORECASE)
-            return once.sub(b"", raw)
-    return _stripper(drop).sub(b"", raw)
+            return _compile(drop | named).sub(b"", raw)
+    pattern = _strippers.get(drop)
+    if pattern is None:
+        pattern = _compile(drop)
+        if len(_strippers) < 1024:  # route header ops: a few sets per snapshot
+            _strippers[drop] = pattern
+    return pattern.sub(b"", raw)
 
 
 def encode_fields(headers: Iterable[tuple[str, str]]) -> bytes:
     """``(name, value)`` pairs as header lines, each preceded by CRLF (``ResponseHead.raw``'s
-    form)."""
-    return "".join([f"\r\n{n}: {v}" for n, v in headers]).encode("latin-1")
+    form).  Values read from a message are latin-1 and go back as the bytes they were; only a
+    configured value can be outside latin-1, and is then sent as UTF-8, as Envoy does."""
+    text = "".join([f"\r\n{n}: {v}" for n, v in headers])
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode()
 
 
 def header_value(headers: Iterable[tuple[str, str]], name: str) -> str | None:
