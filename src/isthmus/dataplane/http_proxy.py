@@ -241,6 +241,7 @@ class DownstreamHttp(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.parser.close()
         ctx = self.ctx
         ctx.connections.discard(self)
         ctx.fresh.pop(self, None)

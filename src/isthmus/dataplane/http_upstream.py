@@ -77,6 +77,8 @@ class UpstreamHttp(asyncio.Protocol):
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
             exchange.on_upstream_lost(exc)
+        if self.parser is not None:  # after the exchange has read what it needs of it
+            self.parser.close()
 
     def start(self, exchange: Exchange, method: str) -> None:
         self.exchange = exchange

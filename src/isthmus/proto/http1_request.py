@@ -43,6 +43,8 @@ _METHODS = {
 
 # connection states
 _OPEN, _CONTINUING, _CLOSED, _UPGRADED, _FAILED = range(5)
+#: What a closed parser holds instead of its llhttp (never fed: a closed parser ignores data).
+_CLOSED_PARSER = HttpRequestParser(object())
 
 
 class _Stop(Exception):
@@ -117,6 +119,14 @@ class RequestParser:
     def in_head(self) -> bool:
         """Part of a request head has arrived, not all of it."""
         return self._in_head
+
+    def close(self) -> None:
+        """The connection is gone.  llhttp and this parser refer to each other (it calls
+        this object's ``on_*`` methods), so without this only the garbage collector could
+        free them: a cycle per connection, a collection every few dozen connections."""
+        self._state = _CLOSED
+        self._events = []
+        self._parser = _CLOSED_PARSER
 
     def feed_eof(self) -> list[RequestEvent]:
         """The client closed its side. Raises if that cut a request short."""

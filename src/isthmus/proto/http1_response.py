@@ -26,6 +26,7 @@ from isthmus.proto.http1_events import (
 _new_head = tuple.__new__
 _NO_BODY = frozenset((204, 304))
 _VERSIONS = {b"HTTP/1.1 ": "1.1", b"HTTP/1.0 ": "1.0"}
+_CLOSED_PARSER = HttpResponseParser(object())
 #: The fields the parser reads, found in the head's bytes in one pass (llhttp checked the
 #: syntax: CRLF line ends, no space before the colon, no folded lines).
 _SPECIALS = re.compile(rb"\r\n(content-length|transfer-encoding|connection):[ \t]*([^\r]*)", re.I)
@@ -91,6 +92,12 @@ class ResponseParser:
         self._limits = limits
         self._head_only = method == "HEAD"
         self._parser = HttpResponseParser(self) if fresh else parser
+
+    def close(self) -> None:
+        """The connection is gone: break the reference cycle with llhttp (see
+        ``RequestParser.close``).  A closed parser must not be fed or reset."""
+        self._done = True
+        self._parser = _CLOSED_PARSER
 
     @property
     def done(self) -> bool:
