@@ -34,7 +34,7 @@ def test_a_closed_connection_frees_its_parser_without_the_collector() -> None:
         conn.data_received(b"GET / HTTP/1.1\r\nHost: a\r\n")  # half a head
         ref = weakref.ref(conn.parser)
         conn.connection_lost(None)
-        assert not ctx.fresh and not ctx.connections
+        assert not ctx.first_heads and not ctx.responses and not ctx.connections
         del conn
         return ref
 

@@ -378,3 +378,38 @@ def test_request_headers_and_idle_timeouts_close_connections(tmp_path: Path) -> 
             started = time.monotonic()
             assert s.recv(100) == b""
             assert time.monotonic() - started < 8
+
+
+def _silent_backend(conn: socket.socket) -> None:
+    """Reads requests and never answers (until the gateway gives up on it)."""
+    while conn.recv(65536):
+        pass
+
+
+def test_stream_idle_timeout_answers_504_on_new_and_reused_connections(tmp_path: Path) -> None:
+    """A new connection's first request is watched by the gateway's shared timer, later ones
+    by the connection's own: both end in Envoy's 504 once the stream idle timeout passes."""
+    port = free_port()
+    with thread_server(_silent_backend) as silent:
+        (tmp_path / "c.yaml").write_text(
+            http_gateway(port)
+            + virtual_service("  - route: [{destination: {host: silent, port: {number: 80}}}]\n")
+            + http_service("silent", [(silent.port, "v1")])
+        )
+        with (
+            isthmus_run(tmp_path, "--stream-idle-timeout", "0.5"),
+            socket.create_connection(("127.0.0.1", port), timeout=10) as first,
+            socket.create_connection(("127.0.0.1", port), timeout=10) as second,
+        ):
+            started = time.monotonic()
+            first.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.2)
+            second.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            for sock in (first, second):
+                response = read_response(sock)
+                assert (response.status, response.body) == (504, b"upstream request timeout")
+            assert 0.45 <= time.monotonic() - started < 8
+            again = time.monotonic()  # the same connection, now with a timer of its own
+            first.sendall(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(first).status == 504
+            assert 0.45 <= time.monotonic() - again < 8

@@ -212,7 +212,11 @@ class Forward:
         upstream.write(data)
         if not body.done:
             self.sender = conn.loop.create_task(_send_body(body, upstream, self, head.chunked))
-        timeout = self.policy.per_try_timeout or conn.settings.stream_idle_timeout
+        per_try = self.policy.per_try_timeout
+        if not per_try and self.deadline is None:  # the common case: the shared timer
+            conn.await_response(now + conn.settings.stream_idle_timeout, stream_idle=True)
+            return
+        timeout = per_try or conn.settings.stream_idle_timeout
         if self.deadline is not None:
             timeout = min(timeout, max(0.0, self.deadline - now))
         conn.await_response(now + timeout)

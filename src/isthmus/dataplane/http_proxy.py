@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from isthmus.dataplane import local_reply as lr
+from isthmus.dataplane.deadlines import DeadlineQueue
 from isthmus.dataplane.http_exchange import NO_BODY, RequestBody
 from isthmus.dataplane.http_forward import Forward
 from isthmus.dataplane.http_request import Outcome, handle_request, route_table_of
@@ -80,36 +81,33 @@ class HttpContext:
     telemetry: Telemetry = field(default_factory=Telemetry)
     loop: asyncio.AbstractEventLoop | None = None
     """The loop serving these connections (looked up by the first one)."""
-    fresh: dict[DownstreamHttp, float] = field(default_factory=dict)
-    """Connections waiting for their first request head, by deadline: every connection has
-    the same ``request_headers_timeout``, so insertion order is deadline order and one shared
-    timer (``sweeper``) serves them all instead of a timer per accepted connection."""
-    sweeper: asyncio.TimerHandle | None = None
+    first_heads: DeadlineQueue[DownstreamHttp] = field(
+        default_factory=lambda: DeadlineQueue(_head_overdue)
+    )
+    """Connections waiting for their first request head (Envoy's request headers timeout):
+    one timer for all of them instead of one per accepted connection."""
+    responses: DeadlineQueue[DownstreamHttp] = field(
+        default_factory=lambda: DeadlineQueue(_response_overdue)
+    )
+    """Connections whose request waits for a response head under the stream idle timeout
+    and that have no timer of their own yet (their first request: a connection arms its own
+    timer when it first goes idle between requests)."""
     route_tables: dict[tuple[str, str], HttpConnectionManager | None] = field(default_factory=dict)
     """Route tables by (listener, filter chain) of ``route_snapshot``, shared by connections."""
     route_snapshot: Snapshot | None = None
 
-    def await_first_head(self, conn: DownstreamHttp, deadline: float) -> None:
-        self.fresh[conn] = deadline
-        if self.sweeper is None:
-            assert self.loop is not None
-            self.sweeper = self.loop.call_at(deadline, self._sweep)
 
-    def _sweep(self) -> None:
-        """Close the connections whose first head is overdue (Envoy's request headers
-        timeout), then wait for the next deadline."""
-        self.sweeper = None
-        fresh = self.fresh
-        assert self.loop is not None
-        now = self.loop.time()
-        while fresh:
-            conn, deadline = next(iter(fresh.items()))
-            if deadline > now:
-                self.sweeper = self.loop.call_at(deadline, self._sweep)
-                return
-            del fresh[conn]
-            if not conn.busy and not conn.closed:
-                conn.transport.close()
+def _head_overdue(conn: DownstreamHttp) -> None:
+    if conn.waiting == _HEAD and not conn.busy and not conn.closed:
+        conn.waiting = _NOTHING
+        conn.transport.close()
+
+
+def _response_overdue(conn: DownstreamHttp) -> None:
+    if conn.waiting == _RESPONSE and conn.timer is None and not conn.closed:
+        conn.waiting = _NOTHING
+        if conn.forward is not None:
+            conn.forward.on_timeout()
 
 
 # what the connection's one timer is waiting for
@@ -227,7 +225,7 @@ class DownstreamHttp(asyncio.Protocol):
         ctx.all_closed.clear()
         # until the first head, the context's shared timer watches the headers timeout
         self.waiting = _HEAD
-        ctx.await_first_head(self, loop.time() + self.settings.request_headers_timeout)
+        ctx.first_heads.add(self, loop.time() + self.settings.request_headers_timeout, loop)
 
     @property
     def local_address(self) -> str:
@@ -244,7 +242,8 @@ class DownstreamHttp(asyncio.Protocol):
         self.parser.close()
         ctx = self.ctx
         ctx.connections.discard(self)
-        ctx.fresh.pop(self, None)
+        ctx.first_heads.discard(self)
+        ctx.responses.discard(self)
         if not ctx.connections:
             ctx.all_closed.set()
         self.waiting = _NOTHING
@@ -291,12 +290,21 @@ class DownstreamHttp(asyncio.Protocol):
         elif not self.busy:
             self.transport.close()
 
-    def await_response(self, deadline: float) -> None:
-        """A forward sent its request: its response head is due by ``deadline``."""
+    def await_response(self, deadline: float, stream_idle: bool = False) -> None:
+        """A forward sent its request: its response head is due by ``deadline``.
+        ``stream_idle``: the deadline is the stream idle timeout from now, which the
+        context's shared timer watches for a connection with no timer of its own."""
+        if stream_idle and self.timer is None:
+            self.waiting = _RESPONSE
+            self.deadline = deadline
+            loop = self.loop
+            self.ctx.responses.add(self, loop.time() + self.settings.stream_idle_timeout, loop)
+            return
         self._wait(_RESPONSE, deadline)
 
     def response_started(self) -> None:
         self.waiting = _NOTHING
+        self.ctx.responses.discard(self)
 
     # helpers for the request in flight ----------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -421,8 +429,7 @@ class DownstreamHttp(asyncio.Protocol):
     def _start(self, head: RequestHead) -> None:
         self.busy = True
         self.waiting = _NOTHING
-        if self.ctx.fresh:
-            self.ctx.fresh.pop(self, None)
+        self.ctx.first_heads.discard(self)
         self.head = head
         self.started_at = time.monotonic()
         if self.telemetry.log is not None:
