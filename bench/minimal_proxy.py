@@ -36,17 +36,20 @@ class Upstream(asyncio.Protocol):
         self.parser.feed_data(data)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append(name + b": " + value + b"\r\n")
+        if name.lower() != b"connection":  # the client's connection is ours to describe
+            self.headers.append(name + b": " + value + b"\r\n")
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
-        out = [b"HTTP/1.1 %d OK\r\n" % status, *self.headers, b"\r\n", *self.body]
+        client = self.client
+        closing = client is not None and not client.keep_alive
+        end = b"Connection: close\r\n\r\n" if closing else b"\r\n"
+        out = [b"HTTP/1.1 %d OK\r\n" % status, *self.headers, end, *self.body]
         self.headers = []
         self.body = []
-        client = self.client
         self.client = None
         self.pool.append(self)
         if client is not None and client.transport is not None:

@@ -132,6 +132,8 @@ def test_http_and_tcp_metrics_admin_and_access_log(tmp_path: Path) -> None:
         lines = [line for line in output.splitlines() if line.startswith("[")]
         http_lines = [line for line in lines if '"GET /ok/1 HTTP/1.1" 200' in line]
         assert len(http_lines) == 3
+        # the downstream local and remote addresses (the listener is bound to 127.0.0.1)
+        assert all(f" 127.0.0.1:{http_port} 127.0.0.1:" in line for line in http_lines)
         assert re.search(r'"GET /missing HTTP/1.1" 404 NR', output)
         assert sum(" outbound|9000||app.default.svc.cluster.local " in line for line in lines) == 2
 

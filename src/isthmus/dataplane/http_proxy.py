@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -169,7 +170,12 @@ class DownstreamHttp(asyncio.Protocol):
         scheme: str,
         gateway_port: int,
         mesh: MeshMode | None = None,
+        local_address: str | None = None,
     ) -> None:
+        """``local_address``: the listener's, when it is bound to one address (then every
+        connection's local address is known without asking the socket)."""
+        if local_address is not None:
+            self._local_address = local_address
         self.mesh = mesh
         self.ctx = ctx
         self.gateway = ctx.gateway
@@ -234,7 +240,7 @@ class DownstreamHttp(asyncio.Protocol):
         local = self._local_address
         if local is None:
             sockname = self.transport.get_extra_info("sockname") if self.transport else None
-            local = self._local_address = f"{sockname[0]}:{sockname[1]}" if sockname else ""
+            local = self._local_address = format_address(sockname)
         return local
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -566,6 +572,23 @@ class DownstreamHttp(asyncio.Protocol):
                 to_client=to_client,
             )
         )
+
+
+def format_address(sockname: tuple[Any, ...] | None) -> str:
+    """``address:port`` of a socket name, as the access log shows it (``""``: unknown)."""
+    return f"{sockname[0]}:{sockname[1]}" if sockname else ""
+
+
+def listener_address(sock: socket.socket) -> str | None:
+    """The local address every connection accepted on ``sock`` has, or None when ``sock``
+    is bound to a wildcard address (each connection's then depends on its interface)."""
+    try:
+        sockname = sock.getsockname()
+    except OSError:
+        return None
+    if not isinstance(sockname, tuple) or sockname[0] in ("0.0.0.0", "::"):
+        return None
+    return format_address(sockname)
 
 
 def close_idle(ctx: HttpContext, listeners: set[str] | None = None) -> None:

@@ -20,6 +20,7 @@ from isthmus.dataplane.http_proxy import (
     HttpSettings,
     MeshMode,
     close_idle,
+    listener_address,
 )
 from isthmus.dataplane.http_upstream import HttpPool
 from isthmus.dataplane.tcp_proxy import TcpContext, proxy_tcp
@@ -268,9 +269,10 @@ class Gateway:
         sock = self.inherited.take("mesh", address, port) or open_listener("mesh", address, port)
         ctx = self.http_context()
         mode = MeshMode(allow_any=self.options.allow_any)
+        local = listener_address(sock)
 
         def factory() -> DownstreamHttp:
-            return DownstreamHttp(ctx, "mesh", "mesh", "http", port, mode)
+            return DownstreamHttp(ctx, "mesh", "mesh", "http", port, mode, local)
 
         loop = asyncio.get_running_loop()
         server = await loop.create_server(factory, sock=sock, backlog=BACKLOG)
@@ -288,9 +290,10 @@ class Gateway:
         ctx = self.http_context()
         chain = listener.filter_chains[0].name
         name, port = listener.name, listener.gateway_port
+        local = listener_address(sock)
 
         def factory() -> DownstreamHttp:
-            return DownstreamHttp(ctx, name, chain, "http", port)
+            return DownstreamHttp(ctx, name, chain, "http", port, local_address=local)
 
         loop = asyncio.get_running_loop()
         return await loop.create_server(factory, sock=sock, backlog=BACKLOG)

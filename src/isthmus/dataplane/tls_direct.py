@@ -30,7 +30,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING, cast
 
-from isthmus.dataplane.http_proxy import DownstreamHttp
+from isthmus.dataplane.http_proxy import DownstreamHttp, listener_address
 from isthmus.dataplane.tls_context import check_peer
 from isthmus.dataplane.tls_errors import TLSConfigError
 from isthmus.dataplane.tls_sni import handshake_settings
@@ -154,9 +154,10 @@ async def serve_https(
     front.sni_callback = _Selector(gateway, listener.name, front)
     http_ctx = gateway.http_context()
     name, port = listener.name, listener.gateway_port
+    local = listener_address(sock)
 
     def factory() -> HttpsDownstream:
-        return HttpsDownstream(http_ctx, name, "", "https", port)
+        return HttpsDownstream(http_ctx, name, "", "https", port, local_address=local)
 
     loop = asyncio.get_running_loop()
     return await loop.create_server(
