@@ -24,16 +24,3 @@ def test_items_expire_in_order_unless_discarded_or_moved() -> None:
         return expired
 
     assert asyncio.run(run()) == ["c", "d", "a"]
-
-
-def test_close_stops_the_timer() -> None:
-    async def run() -> list[str]:
-        loop = asyncio.get_running_loop()
-        expired: list[str] = []
-        queue: DeadlineQueue[str] = DeadlineQueue(expired.append)
-        queue.add("a", loop.time() + 0.02, loop)
-        queue.close()
-        await asyncio.sleep(0.05)
-        return expired
-
-    assert asyncio.run(run()) == []

@@ -57,9 +57,3 @@ class DeadlineQueue(Generic[K]):
                 return
             del items[item]
             self._expire(item)
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._items.clear()
