@@ -163,17 +163,29 @@ def timed(fn: Callable[[], None], n: int) -> float:
     return time.process_time() - start
 
 
-def on_off(snapshot: Snapshot, n: int, rounds: int) -> None:
+def on_off_paths(snapshot: Snapshot) -> dict[str, Path_]:
+    """A gateway path with metrics and the access log ("on") and one without ("off"), checked."""
     paths = {"on": Path_(snapshot, True), "off": Path_(snapshot, False)}
-    best = dict.fromkeys(paths, float("inf"))
     for path in paths.values():
         path.check()
+    return paths
+
+
+def time_round(paths: dict[str, Path_], n: int, best: dict[str, float]) -> None:
+    """One round: ``n`` requests through each path (the access log's writer included), keeping
+    each path's best CPU time per request in ``best``."""
+    for name, path in paths.items():
+        start = time.process_time()
+        timed(path.one, n)
+        path.settle()
+        best[name] = min(best.get(name, float("inf")), (time.process_time() - start) / n * 1e6)
+
+
+def on_off(snapshot: Snapshot, n: int, rounds: int) -> None:
+    paths = on_off_paths(snapshot)
+    best: dict[str, float] = {}
     for _ in range(rounds):
-        for name, path in paths.items():
-            start = time.process_time()
-            timed(path.one, n)
-            path.settle()
-            best[name] = min(best[name], (time.process_time() - start) / n * 1e6)
+        time_round(paths, n, best)
     print(
         f"metrics and access log on: {best['on']:.2f} us/request, off: {best['off']:.2f} us/"
         f"request (best of {rounds} x {n}); on - off = {best['on'] - best['off']:.2f} us"
@@ -204,7 +216,7 @@ def split(snapshot: Snapshot, n: int, rounds: int) -> None:
 def stages(snapshot: Snapshot, n: int, rounds: int) -> None:
     """Where the time of one request goes: isolated stages timed with the bench's inputs, the
     rest of each side by difference (off), and telemetry as on - off."""
-    from isthmus.dataplane.http_forward import SERVICE_TIME
+    from isthmus.dataplane.http_forward import SERVICE_TIME, serialize_request
     from isthmus.dataplane.http_headers import RESPONSE_DROP, response_fields
     from isthmus.dataplane.http_headers import upstream_request_headers as request_headers
     from isthmus.dataplane.http_request import request_id
@@ -244,8 +256,7 @@ def stages(snapshot: Snapshot, n: int, rounds: int) -> None:
             authority="bench.example.com",
         )
         headers = dest.request_headers.apply(action.request_headers.apply(headers))
-        fields = "".join([f"{n}: {v}\r\n" for n, v in headers])
-        f"GET /catalog/item/42 HTTP/1.1\r\n{fields}x-envoy-attempt-count: 1\r\n\r\n".encode()
+        serialize_request(head.method, head.target, headers, 1)
 
     def parse_response() -> None:
         response_parser.reset("GET")
@@ -260,18 +271,12 @@ def stages(snapshot: Snapshot, n: int, rounds: int) -> None:
     def best(fn: Callable[[], None]) -> float:
         return min(timed(fn, n) for _ in range(rounds)) / n * 1e6
 
-    paths = {"on": Path_(snapshot, True), "off": Path_(snapshot, False)}
-    for path in paths.values():
-        path.check()
+    paths = on_off_paths(snapshot)
     sides = {"request": float("inf"), "response": 0.0}
-    total = dict.fromkeys(paths, float("inf"))
+    total: dict[str, float] = {}
     off = paths["off"]
     for _ in range(rounds):
-        for name, path in paths.items():
-            start = time.process_time()
-            timed(path.one, n)
-            path.settle()
-            total[name] = min(total[name], (time.process_time() - start) / n * 1e6)
+        time_round(paths, n, total)
         request = 0.0
         for _ in range(n):  # each response needs its request in flight
             start = time.perf_counter()

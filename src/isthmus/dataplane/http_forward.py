@@ -375,13 +375,10 @@ class Forward:
         elif ops:
             if ops.drop:
                 drop = drop | ops.drop
-                if not ops.drop.isdisjoint(OWN_FIELDS):
-                    own = ops.apply(downstream_extra(response, elapsed_ms, False))
-                    tail = encode_fields(own)
-                else:
-                    tail = b"%b%d%b" % (SERVICE_TIME, elapsed_ms, ops.fields)
-            else:
+            if ops.drop.isdisjoint(OWN_FIELDS):  # the usual case: our own fields stay
                 tail = b"%b%d%b" % (SERVICE_TIME, elapsed_ms, ops.fields)
+            else:
+                tail = encode_fields(ops.apply(downstream_extra(response, elapsed_ms, False)))
         else:
             tail = b"%b%d" % (SERVICE_TIME, elapsed_ms)
         fields = response_fields(response.raw, drop, response.connection)
