@@ -123,7 +123,8 @@ class Path_:
         cluster = snapshot.clusters["outbound|80||catalog.default.svc.cluster.local"]
         state = states.get(cluster)
         (endpoint,) = state.endpoints
-        self.upstream = UpstreamHttp(cluster.name, endpoint, state)
+        self.upstream = UpstreamHttp(cluster.name, endpoint, state, pool.writes)
+        self.writes = pool.writes
         self.upstream_transport = FakeTransport()
         self.upstream.connection_made(self.upstream_transport)
         state.acquire(endpoint)
@@ -131,12 +132,14 @@ class Path_:
 
     def request_side(self) -> None:
         self.client.data_received(REQUEST)
+        self.writes.flush()  # the end of the loop pass, as if each request had its own
         if not self.upstream_transport.out:
             raise SystemExit("the request did not reach the pooled upstream connection")
         self.upstream_transport.out.clear()
 
     def response_side(self) -> None:
         self.upstream.data_received(RESPONSE)
+        self.writes.flush()
 
     def one(self) -> None:
         self.request_side()

@@ -325,3 +325,13 @@ def test_concurrent_clients(gateway: int) -> None:
     for t in threads:
         t.join(timeout=60)
     assert errors == []
+
+
+def test_pipelined_local_replies_all_arrive_before_close(gateway: int) -> None:
+    """Replies written in one loop pass wait in the gateway's write batch; a ``Connection:
+    close`` among them flushes the batch before closing."""
+    with socket.create_connection(("127.0.0.1", gateway), timeout=10) as s:
+        s.sendall(b"".join(build_request("/direct", close=(i == 3)) for i in range(4)))
+        replies = [read_response(s) for _ in range(4)]
+        assert s.recv(1) == b""
+    assert [(r.status, r.body) for r in replies] == [(418, b"short and stout")] * 4

@@ -323,12 +323,13 @@ class Forward:
         out = self.out
         if out is None:
             if last:
-                self.conn.transport.write(last)
+                self.conn.writes.write(self.conn.transport, last)
             return
         self.out = None
         if last:
             out.append(last)
-        self.conn.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        conn = self.conn
+        conn.writes.write(conn.transport, out[0] if len(out) == 1 else b"".join(out))
 
     def on_upstream_lost(self, exc: BaseException | None) -> None:
         if self.response is None:

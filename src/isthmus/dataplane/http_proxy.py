@@ -101,7 +101,7 @@ class HttpContext:
 def _head_overdue(conn: DownstreamHttp) -> None:
     if conn.waiting == _HEAD and not conn.busy and not conn.closed:
         conn.waiting = _NOTHING
-        conn.transport.close()
+        conn.close()
 
 
 def _response_overdue(conn: DownstreamHttp) -> None:
@@ -180,6 +180,7 @@ class DownstreamHttp(asyncio.Protocol):
         self.ctx = ctx
         self.gateway = ctx.gateway
         self.pool = ctx.pool
+        self.writes = ctx.pool.writes
         self.settings = ctx.settings
         self.rng = ctx.rng
         self.telemetry = ctx.telemetry
@@ -294,7 +295,7 @@ class DownstreamHttp(asyncio.Protocol):
             if self.forward is not None:
                 self.forward.on_timeout()
         elif not self.busy:
-            self.transport.close()
+            self.close()
 
     def await_response(self, deadline: float, stream_idle: bool = False) -> None:
         """A forward sent its request: its response head is due by ``deadline``.
@@ -316,7 +317,16 @@ class DownstreamHttp(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if not self.closed:
             self.bytes_sent += len(data)
-            self.transport.write(data)
+            self.writes.write(self.transport, data)
+
+    def close(self) -> None:
+        """Close after what is written, the gateway's write batch included."""
+        self.writes.flush()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.writes.flush()
+        self.transport.abort()
 
     def note_upstream(self, cluster: str, upstream: str) -> None:
         self.last_cluster = cluster
@@ -345,7 +355,7 @@ class DownstreamHttp(asyncio.Protocol):
             self.task = None
         if self.closed or task.cancelled():
             if not self.closed:
-                self.transport.abort()
+                self.abort()
             return
         exc = task.exception()
         if exc is not None:
@@ -359,7 +369,7 @@ class DownstreamHttp(asyncio.Protocol):
         """A bug on the request path: the request cannot be answered properly."""
         log.error("request failed", exc_info=exc)
         if not self.closed:
-            self.transport.abort()
+            self.abort()
 
     # reading ----------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -467,7 +477,7 @@ class DownstreamHttp(asyncio.Protocol):
             self._reject(self.pending_error)
             return
         if not keep_alive:
-            self.transport.close()
+            self.close()
             return
         self._wait(_IDLE, time.monotonic() + self.settings.idle_timeout)
         if not self.dispatching and (self.backlog or self.reading_paused):
@@ -537,7 +547,7 @@ class DownstreamHttp(asyncio.Protocol):
         reply = lr.bad_request(exc.status, exc.details)
         self.note_response(reply.status, reply.flag)
         self.write(lr.render_reply(reply, keep_alive=False))
-        self.transport.close()
+        self.close()
 
     # flow control -----------------------------------------------------------------------------
     def pause_reading(self) -> None:
@@ -564,6 +574,7 @@ class DownstreamHttp(asyncio.Protocol):
         assert upstream.transport is not None
         self.waiting = _NOTHING
         self.reading_paused = False  # the relay resumes both transports under its protocol
+        self.writes.flush()  # the relay writes to both transports itself
         self.spawn(
             relay_transports(
                 self.transport,
@@ -601,4 +612,4 @@ def close_idle(ctx: HttpContext, listeners: set[str] | None = None) -> None:
             continue
         if not conn.busy:
             with contextlib.suppress(Exception):
-                conn.transport.close()
+                conn.close()

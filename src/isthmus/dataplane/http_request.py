@@ -362,6 +362,7 @@ async def _tunnel(conn: DownstreamHttp, snapshot: Snapshot, head: RequestHead) -
     conn.write(b"HTTP/1.1 200 Connection established\r\nserver: istio-envoy\r\n\r\n")
     conn.note_response(200, "")
     conn.reading_paused = False  # the relay owns reading from here on
+    conn.writes.flush()  # the relay writes to the transport itself
     with upstream:
         sock = upstream.sock
         await relay_transport_to_socket(conn.transport, sock, to_upstream=conn.upgrade_rest)

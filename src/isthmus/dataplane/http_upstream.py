@@ -28,6 +28,7 @@ from isthmus.dataplane.upstream import (
     UpstreamOverflow,
     connect_or_reuse,
 )
+from isthmus.dataplane.write_batch import WriteBatch
 from isthmus.proto.http1 import (
     Body,
     ProtocolError,
@@ -53,8 +54,15 @@ class Exchange(Protocol):
 class UpstreamHttp(asyncio.Protocol):
     """One connection to one endpoint."""
 
-    def __init__(self, cluster: str, endpoint: EndpointState, state: ClusterState) -> None:
+    def __init__(
+        self,
+        cluster: str,
+        endpoint: EndpointState,
+        state: ClusterState,
+        writes: WriteBatch | None = None,
+    ) -> None:
         self.cluster = cluster
+        self.writes = writes if writes is not None else WriteBatch()
         self.endpoint = endpoint
         self.state = state
         self.transport: asyncio.Transport | None = None
@@ -90,14 +98,16 @@ class UpstreamHttp(asyncio.Protocol):
         self.received_any = False
 
     def write(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]  # connected before any use
+        self.writes.write(self.transport, data)  # type: ignore[arg-type]  # connected by now
 
     def close(self) -> None:
         if self.transport is not None:
+            self.writes.flush()
             self.transport.close()
 
     def abort(self) -> None:
         if self.transport is not None:
+            self.writes.flush()
             self.transport.abort()
 
     # reading ----------------------------------------------------------------------------------
@@ -172,6 +182,8 @@ class HttpPool:
         self._idle: dict[tuple[str, str], list[UpstreamHttp]] = {}
         self._pending: dict[str, int] = {}
         self._freed: dict[str, asyncio.Event] = {}
+        self.writes = WriteBatch()
+        """Every write of this gateway's HTTP connections, upstream and downstream."""
 
     def _take_idle(self, cluster: Cluster, endpoint: EndpointState) -> UpstreamHttp | None:
         conns = self._idle.get((cluster.name, endpoint.key))
@@ -273,7 +285,7 @@ class HttpPool:
                     cluster.tls, host=cluster.service, alpn=("http/1.1",), secret=secret
                 )
             transport, protocol = await loop.create_connection(
-                lambda: UpstreamHttp(cluster.name, conn.endpoint_state, state),
+                lambda: UpstreamHttp(cluster.name, conn.endpoint_state, state, self.writes),
                 sock=conn.sock,
                 ssl=context,
                 server_hostname=(sni or None) if context is not None else None,

@@ -257,7 +257,7 @@ class Gateway:
         if self.http is not None:
             for conn in list(self.http.connections):
                 if conn.listener in listeners:
-                    conn.transport.abort()
+                    conn.abort()
             self.http.draining_listeners.difference_update(listeners)
 
     async def _serve_mesh(self) -> None:
@@ -396,7 +396,7 @@ class Gateway:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             for conn in list(self.http.connections):
-                conn.transport.abort()
+                conn.abort()
             self.http.pool.close_all()
         for waiter in waits:
             waiter.cancel()

@@ -1,0 +1,73 @@
+"""WriteBatch over real sockets: the first write of a loop pass goes out at once, the rest at
+the end of the pass, every transport's bytes in order; flush() hands over what is held."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from isthmus.dataplane.write_batch import WriteBatch
+from tests.dataplane.conftest import Run
+
+
+async def _pair() -> tuple[asyncio.Transport, socket.socket]:
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+    return transport, theirs
+
+
+def _arrived(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        return b""
+
+
+def test_later_writes_of_a_pass_wait_for_its_end_in_order(run: Run) -> None:
+    async def go() -> None:
+        batch = WriteBatch()
+        (a, a_peer), (b, b_peer) = await _pair(), await _pair()
+        seen: dict[str, bytes] = {}
+
+        def one_pass() -> None:  # as the callbacks of one event-loop pass would write
+            batch.write(a, b"a1 ")
+            batch.write(b, b"b1 ")
+            batch.write(a, b"a2 ")
+            batch.write(a, b"a3")
+            seen["a"], seen["b"] = _arrived(a_peer), _arrived(b_peer)
+            seen["held"] = bytes(len(batch))
+
+        asyncio.get_running_loop().call_soon(one_pass)
+        await asyncio.sleep(0.05)
+        assert seen == {"a": b"a1 ", "b": b"", "held": bytes(3)}
+        assert (_arrived(a_peer), _arrived(b_peer), len(batch)) == (b"a2 a3", b"b1 ", 0)
+        # the next pass starts afresh: its first write goes out at once again
+        batch.write(b, b"b2")
+        assert _arrived(b_peer) == b"b2"
+        await asyncio.sleep(0)
+        for transport, peer in ((a, a_peer), (b, b_peer)):
+            transport.close()
+            peer.close()
+
+    run(go())
+
+
+def test_flush_hands_over_at_once_and_a_closed_transport_gets_nothing(run: Run) -> None:
+    async def go() -> None:
+        batch = WriteBatch()
+        (a, a_peer), (b, b_peer) = await _pair(), await _pair()
+        batch.write(a, b"first ")
+        batch.write(a, b"second")
+        batch.write(b, b"lost")
+        b.abort()  # closed before the pass ended: its held bytes are dropped
+        batch.flush()
+        assert _arrived(a_peer) == b"first second"
+        await asyncio.sleep(0.01)
+        assert b_peer.recv(100) == b""  # end of stream, nothing before it
+        a.close()
+        a_peer.close()
+        b_peer.close()
+
+    run(go())
