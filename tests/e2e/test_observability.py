@@ -64,8 +64,11 @@ def test_http_and_tcp_metrics_admin_and_access_log(tmp_path: Path) -> None:
             str(metrics_port),
         ) as gw:
             assert get(status, "/healthz/ready")[0] == 200
+            seen_ids = []
             for _ in range(3):
-                assert request(http_port, "/ok/1").status == 200
+                r = request(http_port, "/ok/1", headers={"x-request-id": "sent-by-the-client"})
+                assert r.status == 200
+                seen_ids.append(r.json()["headers"]["x-request-id"])
             assert request(http_port, "/missing").status == 404
             for _ in range(2):
                 with socket.create_connection(("127.0.0.1", tcp_port), timeout=10) as s:
@@ -134,7 +137,13 @@ def test_http_and_tcp_metrics_admin_and_access_log(tmp_path: Path) -> None:
         assert len(http_lines) == 3
         # the downstream local and remote addresses (the listener is bound to 127.0.0.1)
         assert all(f" 127.0.0.1:{http_port} 127.0.0.1:" in line for line in http_lines)
-        assert re.search(r'"GET /missing HTTP/1.1" 404 NR', output)
+        # x-request-id: the id the gateway generated and sent upstream, not the client's
+        assert "sent-by-the-client" not in output
+        assert all(f'"{rid}"' in line for rid, line in zip(seen_ids, http_lines, strict=True))
+        missing = re.search(r'"GET /missing HTTP/1.1" 404 NR .*', output)
+        assert missing is not None
+        uuid = r'"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"'
+        assert re.search(uuid, missing.group(0))  # a local reply's request has one too
         assert sum(" outbound|9000||app.default.svc.cluster.local " in line for line in lines) == 2
 
 

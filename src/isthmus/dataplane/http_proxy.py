@@ -23,6 +23,7 @@ from isthmus.dataplane.deadlines import DeadlineQueue
 from isthmus.dataplane.http_exchange import NO_BODY, RequestBody
 from isthmus.dataplane.http_forward import Forward
 from isthmus.dataplane.http_request import Outcome, handle_request, route_table_of
+from isthmus.dataplane.http_request import request_id as new_request_id
 from isthmus.dataplane.http_upstream import HttpPool, UpstreamHttp
 from isthmus.dataplane.relay import relay_transports
 from isthmus.dataplane.telemetry import Telemetry
@@ -161,6 +162,8 @@ class DownstreamHttp(asyncio.Protocol):
     bytes_sent = 0
     last_cluster = ""
     last_upstream = ""
+    request_id = ""
+    """The ``x-request-id`` generated for the request in flight when it was forwarded."""
 
     def __init__(
         self,
@@ -453,6 +456,7 @@ class DownstreamHttp(asyncio.Protocol):
         self.bytes_sent = 0
         self.last_cluster = self.last_upstream = ""
         self.last_status, self.last_flag, self.last_route = 0, "", None
+        self.request_id = ""
         if head.chunked or head.content_length:
             self.body = RequestBody(self.pause_reading, self.resume_reading, True)
         try:
@@ -504,14 +508,15 @@ class DownstreamHttp(asyncio.Protocol):
                 self.bytes_sent,
             )
         if telemetry.log is not None:
-            xff = agent = request_id = None
-            for name, value in head.headers:  # the three the log shows, without a dict
+            xff = agent = None
+            for name, value in head.headers:  # the two the log shows, without a dict
                 if name == "x-forwarded-for":
                     xff = value
                 elif name == "user-agent":
                     agent = value
-                elif name == "x-request-id":
-                    request_id = value
+            # the id sent upstream; a request answered here had one too (Envoy generates it
+            # for every request), which nothing but this line shows
+            rid = self.request_id or new_request_id(self.rng.getrandbits(128))
             route = self.last_route
             telemetry.log.http_fields(
                 (
@@ -534,7 +539,7 @@ class DownstreamHttp(asyncio.Protocol):
                     route.name if route is not None else None,
                     xff,
                     agent,
-                    request_id,
+                    rid,
                     None,  # requested server name
                     None,  # response code details
                     None,  # connection termination details

@@ -196,11 +196,12 @@ def _forward(
     if upgrade is not None and upgrade == "h2c":  # the parser lower-cased it
         upgrade = None
     settings = conn.settings
+    conn.request_id = rid = request_id(conn.rng.getrandbits(128))
     headers, client_ip = upstream_request_headers(
         head.headers,
         peer_ip=conn.peer_ip,
         scheme=conn.scheme,
-        request_id=request_id(conn.rng.getrandbits(128)),
+        request_id=rid,
         trusted_hops=settings.trusted_hops,
         upgrade=upgrade,
         authority=authority,
@@ -316,11 +317,12 @@ def _passthrough(
     dest = WeightedCluster(cluster.name, 100, 1.0)
     action = ForwardAction((dest,))
     target = f"{head.path}?{head.query}" if head.query else head.path
+    conn.request_id = rid = request_id(conn.rng.getrandbits(128))
     headers, client_ip = upstream_request_headers(
         head.headers,
         peer_ip=conn.peer_ip,
         scheme="http",
-        request_id=request_id(conn.rng.getrandbits(128)),
+        request_id=rid,
         trusted_hops=conn.settings.trusted_hops,
     )
     if head.chunked:
