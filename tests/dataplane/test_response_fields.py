@@ -5,9 +5,11 @@ from __future__ import annotations
 from isthmus.dataplane.http_headers import (
     RESPONSE_DROP,
     RESPONSE_DROP_LENGTH,
+    connection_tokens,
     encode_fields,
     response_fields,
 )
+from isthmus.proto.http1 import connection_options
 
 RAW = (
     b"\r\nServer: nginx\r\nContent-Length: 5\r\nCONNECTION: keep-alive, X-Secret"
@@ -35,3 +37,14 @@ def test_route_removals_match_any_case() -> None:
 def test_encoded_fields_keep_message_bytes_and_send_configured_text_as_utf8() -> None:
     assert encode_fields([("x-a", "caf\xe9")]) == b"\r\nx-a: caf\xe9"  # latin-1 from a message
     assert encode_fields([("x-a", "東京")]) == "\r\nx-a: 東京".encode()
+
+
+def test_connection_options_are_read_alike_on_both_sides() -> None:
+    """One reading of ``Connection`` (``proto.http1.connection_options``) for requests,
+    responses and keep-alive: spaces and tabs around tokens, any case, empty elements."""
+    value = " X-One ,\tX-Two\t,, close"
+    assert connection_options(value) == {"x-one", "x-two", "close"}
+    request = [("connection", value), ("x-one", "1"), ("x-two", "2"), ("x-three", "3")]
+    assert connection_tokens(request) == {"x-one", "x-two", "close"}
+    raw = b"\r\nX-One: 1\r\nX-Two: 2\r\nX-Three: 3"
+    assert response_fields(raw, RESPONSE_DROP, value.lower()) == b"\r\nX-Three: 3"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from isthmus.proto.http1 import connection_options
+
 Headers = list[tuple[str, str]]
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones Envoy also drops.
@@ -33,11 +35,11 @@ _PLAIN_CONNECTION = frozenset(("keep-alive", "close", "upgrade", "Keep-Alive", "
 
 def connection_tokens(headers: Sequence[tuple[str, str]]) -> frozenset[str]:
     """Names listed in ``Connection``: they are hop-by-hop for this message too."""
-    tokens: set[str] = set()
+    tokens: frozenset[str] = frozenset()
     for name, value in headers:
         if name == "connection" and value not in _PLAIN_CONNECTION:
-            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
-    return frozenset(tokens)
+            tokens |= connection_options(value)
+    return tokens
 
 
 #: Request headers never passed upstream as sent: hop-by-hop ones, and the ones the proxy sets
@@ -142,7 +144,7 @@ RESPONSE_DROP = HOP_BY_HOP | {"server"}
 RESPONSE_DROP_LENGTH = RESPONSE_DROP | {"content-length"}
 _strippers: dict[frozenset[str], re.Pattern[bytes]] = {}
 #: ``Connection`` tokens that name no field (or one dropped anyway).
-_NAMES_NO_FIELD = frozenset(("", "close", "keep-alive", "upgrade"))
+_NAMES_NO_FIELD = frozenset(("close", "keep-alive", "upgrade"))
 
 
 def _compile(names: Iterable[str]) -> re.Pattern[bytes]:
@@ -159,7 +161,7 @@ def response_fields(raw: bytes, drop: frozenset[str], connection: str = "") -> b
     if not raw:
         return raw
     if connection and connection not in _PLAIN_CONNECTION:
-        named = {t.strip(" \t") for t in connection.split(",")} - _NAMES_NO_FIELD
+        named = connection_options(connection) - _NAMES_NO_FIELD
         if named:  # names chosen by the upstream: not worth a cache entry
             return _compile(drop | named).sub(b"", raw)
     pattern = _strippers.get(drop)

@@ -60,6 +60,7 @@ from isthmus.proto.http1_events import (
     ResponseEvent,
     ResponseHead,
     Upgrade,
+    connection_options,
 )
 from isthmus.proto.http1_path import normalize_path
 from isthmus.proto.http1_request import RequestParser
@@ -90,6 +91,7 @@ __all__ = [
     "ResponseParser",
     "Upgrade",
     "chunk",
+    "connection_options",
     "normalize_path",
     "serialize_request_head",
     "serialize_response_head",

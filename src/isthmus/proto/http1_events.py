@@ -20,6 +20,12 @@ NAMES: dict[bytes, str] = {}
 NAMES_MAX = 2048
 
 
+def connection_options(value: str) -> frozenset[str]:
+    """The options a ``Connection`` value lists (RFC 9110 §7.6.1), lower-cased: comma-separated
+    tokens with optional spaces and tabs around them, empty elements ignored."""
+    return frozenset(t for t in (t.strip(" \t").lower() for t in value.split(",")) if t)
+
+
 def name_key(name: bytes) -> str:
     """The lower-cased name, remembered for next time unless the cache is full."""
     key = name.decode("latin-1").lower()

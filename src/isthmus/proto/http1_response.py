@@ -21,6 +21,7 @@ from isthmus.proto.http1_events import (
     ResponseEvent,
     ResponseHead,
     Upgrade,
+    connection_options,
 )
 
 _new_head = tuple.__new__
@@ -298,5 +299,5 @@ class ResponseParser:
 
 
 def _keeps_alive(version: str, connection: str) -> bool:
-    tokens = {token.strip(" \t") for token in connection.split(",")}
+    tokens = connection_options(connection)
     return "keep-alive" in tokens if version == "1.0" else "close" not in tokens
