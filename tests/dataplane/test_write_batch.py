@@ -71,3 +71,34 @@ def test_flush_hands_over_at_once_and_a_closed_transport_gets_nothing(run: Run) 
         b_peer.close()
 
     run(go())
+
+
+class _Recorder(asyncio.Transport):
+    """A transport that records what it is given, and writes through the batch once from
+    inside ``write`` (as a protocol callback run by a real transport's write could)."""
+
+    def __init__(self, batch: WriteBatch, log: list[bytes]) -> None:
+        super().__init__()
+        self.batch, self.log = batch, log
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.log.append(bytes(data))
+        if data == b"1":
+            self.batch.write(self, b"3")
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_bytes_written_during_a_flush_follow_the_ones_held_before(run: Run) -> None:
+    async def go() -> list[bytes]:
+        batch, log = WriteBatch(), []
+        transport = _Recorder(batch, log)
+        batch.write(transport, b"0")  # the pass's first write: at once
+        batch.write(transport, b"1")
+        batch.write(transport, b"2")
+        batch.flush()
+        await asyncio.sleep(0)
+        return log
+
+    assert run(go()) == [b"0", b"1", b"2", b"3"]

@@ -48,12 +48,12 @@ class WriteBatch:
         transport.write(data)
 
     def flush(self) -> None:
-        """Write everything batched so far (a transport closed meanwhile gets nothing)."""
-        self._scheduled = False
+        """Write everything held so far (a transport closed meanwhile gets nothing)."""
         pending = self._pending
-        if not pending:
-            return
-        self._pending = []
-        for transport, data in pending:
-            if not transport.is_closing():
-                transport.write(data)
+        while pending:  # bytes written while flushing (a transport callback) come after
+            self._pending = []
+            for transport, data in pending:
+                if not transport.is_closing():
+                    transport.write(data)
+            pending = self._pending
+        self._scheduled = False
